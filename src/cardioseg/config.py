@@ -1,0 +1,227 @@
+"""One configuration model for every command.
+
+A ``Config`` is built from defaults, then a YAML file, then command-line overrides given as
+dotted keys (``train.lr=3e-4``). Each command writes the fully resolved configuration next to
+its outputs (``config.yaml``), so a run can be reproduced from its folder alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cardioseg.errors import ConfigError
+
+Layout = Literal["auto", "camus", "camus_png", "msd", "sunnybrook", "folders"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PreprocessConfig(_Section):
+    """The preprocessing chain of the studies, applied in this order to every 2D image."""
+
+    normalize: Literal["minmax", "percentile", "zscore", "none"] = "minmax"
+    percentiles: tuple[float, float] = (5.0, 95.0)
+    median_filter: int = Field(0, ge=0, description="median kernel size in pixels; 0 turns it off")
+    clahe: bool = False
+    clahe_clip_limit: float = Field(2.0, gt=0)
+    clahe_tile_grid: int = Field(8, ge=1)
+    crop: Literal["none", "center", "auto"] = "none"
+    crop_fraction: float = Field(0.8, gt=0, le=1, description="side of the centre crop as a fraction of the image")
+    size: tuple[int, int] = (128, 128)
+
+    @field_validator("median_filter")
+    @classmethod
+    def _odd_kernel(cls, value: int) -> int:
+        if value and value % 2 == 0:
+            raise ValueError("median_filter must be odd (3, 5, ...) or 0")
+        return value
+
+    @field_validator("percentiles")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] < value[1] <= 100:
+            raise ValueError("percentiles must satisfy 0 <= low < high <= 100")
+        return value
+
+
+class DataConfig(_Section):
+    """Where the data is, how to read it, which labels to keep and how to split patients."""
+
+    source: Path | None = None
+    layout: Layout = "auto"
+    prepared: Path = Path("prepared")
+    labels: dict[int, int] | None = Field(
+        None, description="source label -> class id; unlisted labels become background; None keeps all"
+    )
+    class_names: list[str] | None = None
+    orientation: Literal["auto", "none", "transpose"] = Field(
+        "auto", description="auto applies the fix a reader knows its layout needs (camus224 PNGs are transposed)"
+    )
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    use_official_split: bool = True
+    seed: int = 0
+    slice_axis: int = Field(2, ge=0, le=2)
+    patient_pattern: str = Field(r"^([^_]+)", description="regex whose first group is the patient id")
+    skip_bad: bool = False
+
+    @field_validator("split_ratios")
+    @classmethod
+    def _ratios(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r < 0 for r in value) or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError("split_ratios must be three non-negative numbers adding up to 1")
+        return value
+
+
+class ModelConfig(_Section):
+    """Which network: an architecture from the registry, an encoder and its weights."""
+
+    arch: str = "unet"
+    encoder: str | None = "resnet18"
+    encoder_weights: str | None = Field(
+        None, description="None (random), 'imagenet' (needs a reachable download), or a local weights file"
+    )
+    in_channels: int = 1
+    classes: int = Field(1, ge=1, description="output channels: 1 for binary (sigmoid), K+1 for K classes (softmax)")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the factory")
+
+
+class AugmentConfig(_Section):
+    preset: Literal["none", "echo", "strong"] = "none"
+    extra: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="further albumentations transforms as {name: Class, **kwargs}, applied after the preset",
+    )
+
+
+class TrainConfig(_Section):
+    run_dir: Path = Path("runs/run")
+    loss: Literal["bce", "dice", "dice_bce", "dice_ce", "focal"] = "dice_bce"
+    dice_weight: float = Field(0.5, ge=0, le=1, description="weight of Dice in dice_bce / dice_ce")
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    scheduler: Literal["cosine", "onecycle", "none"] = "onecycle"
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(16, ge=1)
+    seed: int = 0
+    deterministic: bool = False
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    time_budget: str | None = Field(None, description="wall-clock limit such as 90s, 5m or 1h")
+    early_stopping_patience: int | None = Field(None, ge=1)
+    precision: Literal["auto", "bf16", "32"] = "auto"
+    channels_last: bool = True
+    num_workers: int = Field(1, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; None uses every core")
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+    val_every_n_epochs: int = Field(1, ge=1)
+    checkpoint_every_n_steps: int = Field(50, ge=1, description="how often last.ckpt is refreshed, for resume")
+
+    @field_validator("time_budget")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class PostprocessConfig(_Section):
+    threshold: float = Field(0.5, gt=0, lt=1)
+    closing_radius: int = Field(0, ge=0)
+    fill_holes: bool = False
+    largest_component: bool = False
+    min_slice_area: int = Field(0, ge=0, description="3D: slices whose mask is smaller than this are emptied")
+
+
+class EvalConfig(_Section):
+    out_dir: Path | None = None
+    split: str = "test"
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    batch_size: int = Field(16, ge=1)
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _classes_match_labels(self) -> Config:
+        if self.data.labels:
+            n_fg = len(set(self.data.labels.values()) - {0})
+            expected = 1 if n_fg == 1 else n_fg + 1
+            if self.model.classes != expected:
+                object.__setattr__(self.model, "classes", expected)
+        return self
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '5m', '1.5h', '00:05:00' or a plain number of seconds -> seconds."""
+    text = text.strip().lower()
+    try:
+        if ":" in text:
+            seconds = 0.0
+            for part in text.split(":"):
+                seconds = seconds * 60 + float(part)
+            return seconds
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        if text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except (ValueError, IndexError):
+        raise ConfigError(f"invalid duration {text!r}: use a form such as 90s, 5m, 1h or 00:05:00") from None
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {key!r} is not a section")
+    node[keys[-1]] = value
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """'train.lr=3e-4' -> ('train.lr', 0.0003); the value is read as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults <- YAML file <- overrides (dotted keys; ``None`` values are ignored)."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("configuration file not found", path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", path) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError("a configuration file must hold a mapping of sections", path)
+        tree = loaded
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, dotted, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}", path) from None

@@ -1,0 +1,1 @@
+"""Data layer: readers for each source layout, preprocessing, splits, prepared datasets."""

@@ -1,0 +1,1 @@
+"""Models: one registry of factories (see ``registry``)."""
