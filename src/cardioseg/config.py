@@ -106,7 +106,7 @@ class TrainConfig(_Section):
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    scheduler: Literal["cosine", "onecycle", "none"] = "onecycle"
+    scheduler: Literal["cosine", "none"] = Field("cosine", description="warm-up then cosine decay over the epochs or the time budget, whichever ends first")
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(16, ge=1)
     seed: int = 0

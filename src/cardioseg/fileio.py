@@ -64,6 +64,18 @@ def write_json(target: str | Path, obj: Any) -> Path:
     return write_text(target, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def write_npz(target: str | Path, arrays: dict[str, Any]) -> Path:
+    """Compressed .npz, written atomically (through a file handle: numpy renames bare paths)."""
+
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            import numpy as np
+
+            np.savez_compressed(handle, **arrays)
+
+    return write_with(target, writer)
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it onto ``target`` when complete."""

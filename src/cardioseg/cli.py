@@ -1,0 +1,209 @@
+"""The `cardioseg` command line: one typer app, each subcommand a thin wrapper over the library.
+
+Every command takes ``--config FILE`` (YAML) and ``--set section.key=value`` overrides, plus
+flags for the options used most; all of them resolve into one ``Config``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cardioseg.config import Config, load_config, parse_override
+from cardioseg.errors import CardiosegError
+
+app = typer.Typer(
+    name="cardioseg",
+    help="Cardiac image segmentation: prepare real data, train, evaluate, predict, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML configuration file")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override any setting: section.key=value (repeatable)")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")]
+
+
+def reports_errors(func: F) -> F:
+    """Turn cardioseg's own errors into one red line and exit code 1, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CardiosegError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: run the same command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve(config: Path | None, sets: list[str] | None, **flags: Any) -> Config:
+    overrides = dict(parse_override(item) for item in sets or [])
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    return load_config(config, overrides)
+
+
+@app.command()
+@reports_errors
+def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) -> None:
+    """Write a starter project: folders for images and masks and a commented configuration."""
+    from cardioseg.project import init_project
+
+    written = init_project(directory)
+    console.print(f"Starter project in [bold]{directory}[/]: {', '.join(str(p.relative_to(directory)) for p in written)}")
+    console.print(f"Next: drop images and masks in, then `cardioseg prepare -c {directory / 'cardioseg.yaml'}`")
+
+
+@app.command()
+@reports_errors
+def prepare(
+    source: Annotated[Path | None, typer.Option("--source", "-s", help="raw data folder")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="prepared dataset folder")] = None,
+    layout: Annotated[str | None, typer.Option(help="auto, camus, camus_png, msd, sunnybrook or folders")] = None,
+    size: Annotated[int | None, typer.Option(help="square network input size in pixels")] = None,
+    labels: Annotated[str | None, typer.Option(help="label mapping such as '1:1' (LV only) or '1:1,2:2,3:3'")] = None,
+    skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="leave bad files out and list them")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read a dataset in any supported layout and write a prepared dataset with patient-level splits."""
+    from cardioseg.data.prepare import prepare_dataset
+
+    cfg = resolve(
+        config, set_,
+        **{"data.source": source, "data.prepared": out, "data.layout": layout, "data.skip_bad": skip_bad,
+           "preprocess.size": (size, size) if size else None, "data.labels": parse_label_map(labels)},
+    )
+    result = prepare_dataset(cfg, progress=not quiet)
+    console.print(
+        f"Prepared {result.n_cases} cases -> {result.n_samples} samples in [bold]{result.out_dir}[/] "
+        f"(train {result.split_counts['train']}, val {result.split_counts['val']}, test {result.split_counts['test']})"
+    )
+    if result.bad_files:
+        console.print(f"[yellow]{len(result.bad_files)} bad file(s) left out[/]; see {result.out_dir / 'bad_files.csv'}")
+
+
+def parse_label_map(text: str | None) -> dict[int, int] | None:
+    if not text:
+        return None
+    try:
+        return {int(a): int(b) for a, b in (pair.split(":") for pair in text.split(","))}
+    except ValueError:
+        raise CardiosegError(f"--labels {text!r}: use source:class pairs such as 1:1,2:2") from None
+
+
+@app.command()
+@reports_errors
+def inspect(
+    prepared: Annotated[Path, typer.Argument(help="prepared dataset folder")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the overlay grid PNG")] = None,
+) -> None:
+    """Counts per split, image sizes, label distribution, spacing, and a PNG grid of overlays."""
+    from cardioseg.data.inspect import inspect_dataset
+
+    summary = inspect_dataset(prepared, out)
+    table = Table(title=f"{prepared} ({summary['layout']})")
+    for column in ("split", "patients", "samples", "foreground %"):
+        table.add_column(column, justify="right")
+    for row in summary["splits"]:
+        table.add_row(row["split"], str(row["patients"]), str(row["samples"]), f"{row['foreground_pct']:.2f}")
+    console.print(table)
+    console.print(f"original sizes: {summary['original_sizes']}")
+    console.print(f"spacing: {summary['spacing']}")
+    console.print(f"label pixels: {summary['label_fractions']}")
+    console.print(f"overlay grid: [bold]{summary['grid']}[/]")
+
+
+@app.command()
+@reports_errors
+def train(
+    prepared: Annotated[Path | None, typer.Option("--data", "-d", help="prepared dataset folder")] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", "-r", help="output folder (resumes if it holds a run)")] = None,
+    arch: Annotated[str | None, typer.Option(help="architecture from the registry (see `cardioseg models`)")] = None,
+    encoder: Annotated[str | None, typer.Option(help="encoder for smp architectures, e.g. resnet18")] = None,
+    encoder_weights: Annotated[str | None, typer.Option(help="imagenet, or a local weights file")] = None,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    loss: Annotated[str | None, typer.Option(help="bce, dice, dice_bce, dice_ce or focal")] = None,
+    augment: Annotated[str | None, typer.Option(help="augmentation preset: none, echo or strong")] = None,
+    time_budget: Annotated[str | None, typer.Option("--time-budget", help="wall-clock limit, e.g. 5m")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, bf16 or 32")] = None,
+    devices: Annotated[int | None, typer.Option(help="processes per node (DDP when > 1)")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="number of nodes")] = None,
+    deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a model on a prepared dataset; run the same command again to resume an interrupted run."""
+    from cardioseg.training.run import train as run_training
+
+    cfg = resolve(
+        config, set_,
+        **{"data.prepared": prepared, "train.run_dir": run_dir, "model.arch": arch, "model.encoder": encoder,
+           "model.encoder_weights": encoder_weights, "train.epochs": epochs, "train.batch_size": batch_size,
+           "train.lr": lr, "train.loss": loss, "train.augment.preset": augment, "train.time_budget": time_budget,
+           "train.seed": seed, "train.precision": precision, "train.devices": devices, "train.num_nodes": num_nodes,
+           "train.deterministic": deterministic},
+    )
+    result = run_training(cfg, progress=not quiet)
+    if result.best_val_dice is not None:
+        console.print(
+            f"Trained {cfg.model.arch} for {result.epochs_run} epoch(s) in {result.train_seconds:.0f}s ({result.precision}); "
+            f"best validation Dice {result.best_val_dice:.4f}; model: [bold]{result.model_path}[/]"
+        )
+
+
+@app.command()
+@reports_errors
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", "-m", help="model file (model.safetensors)")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="prepared dataset, or a raw folder in a supported layout")],
+    split: Annotated[str | None, typer.Option(help="train, val, test or all")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score a model the way a paper would: per case, per class, at the original resolution."""
+    from cardioseg.evaluation.evaluate import evaluate_model, summary_table
+
+    cfg = resolve(config, set_, **{"evaluate.out_dir": out, "evaluate.split": split})
+    result = evaluate_model(model, data, cfg, progress=not quiet)
+    console.print(summary_table(result))
+    console.print(f"Per-case metrics, summary and figures in [bold]{result.out_dir}[/]")
+
+
+@app.command("models")
+def list_models_command() -> None:
+    """List the registered architectures."""
+    from cardioseg.models.registry import get_model_entry, list_models
+    from cardioseg.models.smp_models import STUDY_ENCODERS
+
+    table = Table(title="registered architectures")
+    table.add_column("name")
+    table.add_column("encoder")
+    table.add_column("description")
+    for name in list_models():
+        entry = get_model_entry(name)
+        table.add_row(name, "yes" if entry.uses_encoder else "-", entry.description.splitlines()[0] if entry.description else "")
+    console.print(table)
+    console.print(f"encoders of the echo study: {', '.join(STUDY_ENCODERS)}")
+

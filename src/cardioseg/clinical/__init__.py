@@ -1,0 +1,19 @@
+"""Clinical numbers from masks: volumes, biplane LV volumes, ejection fraction, agreement."""
+
+from cardioseg.clinical.simpson import BiplaneResult, PatientEF, ViewGeometry, biplane_volume, ejection_fraction, patient_ef, view_geometry
+from cardioseg.clinical.volumes import ClinicalError, VolumeResult, agreement_stats, mask_volume, volume_agreement
+
+__all__ = [
+    "BiplaneResult",
+    "ClinicalError",
+    "PatientEF",
+    "ViewGeometry",
+    "VolumeResult",
+    "agreement_stats",
+    "biplane_volume",
+    "ejection_fraction",
+    "mask_volume",
+    "patient_ef",
+    "view_geometry",
+    "volume_agreement",
+]

@@ -1,0 +1,113 @@
+"""The prepared-dataset format, read side: a manifest plus cached arrays that load fast.
+
+Layout of a prepared directory::
+
+    dataset.json     what was prepared: layout, classes, preprocessing, orientation, counts
+    manifest.csv     one row per 2D sample (sample, case, patient, volume, slice, view, phase,
+                     split, spacing, source files, original size, crop box, content hash)
+    images.npy       (N, H, W) float32, preprocessed network input
+    labels.npy       (N, H, W) uint8 class ids at network resolution
+    originals.npz    every case at its original resolution (2D image or whole 3D volume), after
+                     the orientation fix: the reference label under its case id, for honest
+                     evaluation, and the raw image under ``image:<case id>``, for figures
+    cases.json       per case: geometry (shape, spacing, affine, slice axis) and reader metadata
+    config.yaml      the resolved configuration that produced it
+    bad_files.csv    files skipped with --skip-bad, and why (only when there were some)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cardioseg.config import PreprocessConfig
+from cardioseg.data.preprocess import Geometry
+from cardioseg.errors import DataError
+
+REQUIRED_FILES = ("dataset.json", "manifest.csv", "images.npy", "labels.npy", "originals.npz", "cases.json")
+
+
+@dataclass
+class PreparedDataset:
+    """Read access to a prepared directory; arrays are memory-mapped, not loaded."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise DataError("prepared dataset not found (run `cardioseg prepare` first)", self.root)
+        missing = [name for name in REQUIRED_FILES if not (self.root / name).is_file()]
+        if missing:
+            raise DataError(f"not a complete prepared dataset: missing {', '.join(missing)}", self.root)
+
+    @cached_property
+    def info(self) -> dict[str, Any]:
+        return json.loads((self.root / "dataset.json").read_text())
+
+    @cached_property
+    def manifest(self) -> pd.DataFrame:
+        return pd.read_csv(self.root / "manifest.csv", keep_default_na=False, dtype={"patient_id": str, "case_id": str})
+
+    @cached_property
+    def cases(self) -> dict[str, dict[str, Any]]:
+        return json.loads((self.root / "cases.json").read_text())
+
+    @cached_property
+    def images(self) -> np.ndarray:
+        return np.load(self.root / "images.npy", mmap_mode="r")
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        return np.load(self.root / "labels.npy", mmap_mode="r")
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return PreprocessConfig.model_validate(self.info["preprocess"])
+
+    @property
+    def class_ids(self) -> list[int]:
+        return [int(c) for c in self.info["class_ids"]]
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.info["class_names"].items()}
+
+    @property
+    def is_3d(self) -> bool:
+        return bool(self.info.get("is_3d"))
+
+    def indices(self, split: str | None) -> np.ndarray:
+        """Row indices of one split (all rows for ``None``)."""
+        if split is None:
+            return np.arange(len(self.manifest))
+        return np.flatnonzero(self.manifest["split"].to_numpy() == split)
+
+    def _original(self, key: str) -> np.ndarray:
+        with np.load(self.root / "originals.npz") as store:
+            if key not in store:
+                raise DataError(f"nothing stored under {key!r}", self.root / "originals.npz")
+            return store[key]
+
+    def original_label(self, case_id: str) -> np.ndarray:
+        return self._original(case_id)
+
+    def original_image(self, case_id: str) -> np.ndarray:
+        return self._original(f"image:{case_id}")
+
+    def geometry(self, row: int) -> Geometry:
+        record = self.manifest.iloc[row]
+        return Geometry(
+            (int(record.orig_h), int(record.orig_w)),
+            (int(record.crop_y0), int(record.crop_y1), int(record.crop_x0), int(record.crop_x1)),
+        )
+
+    def spacing(self, case_id: str) -> tuple[float, ...] | None:
+        spacing = self.cases[case_id].get("spacing")
+        return tuple(spacing) if spacing else None

@@ -1,0 +1,1 @@
+"""Evaluation: segmentation metrics as papers report them (see ``cardioseg.evaluation.metrics``)."""

@@ -1,0 +1,1 @@
+"""Inference: running a trained model on preprocessed arrays, and on raw files."""

@@ -1,0 +1,1 @@
+"""Training: losses, the Lightning module, callbacks and the `train` entry point."""

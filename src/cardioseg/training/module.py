@@ -1,0 +1,75 @@
+"""The LightningModule: one network, one loss, Dice on validation, gathered correctly."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from cardioseg.config import ModelConfig, TrainConfig
+from cardioseg.training.losses import build_loss
+
+
+def batch_dice(logits: torch.Tensor, target: torch.Tensor, binary: bool) -> torch.Tensor:
+    """Per-sample Dice at network resolution (foreground classes averaged); both empty -> 1."""
+    if binary:
+        pred = logits[:, 0] > 0
+        ref = target[:, 0] > 0.5
+        classes = [(pred, ref)]
+    else:
+        labels = logits.argmax(1)
+        classes = [(labels == c, target == c) for c in range(1, logits.shape[1])]
+    scores = []
+    for pred, ref in classes:
+        inter = (pred & ref).flatten(1).sum(1).float()
+        total = pred.flatten(1).sum(1).float() + ref.flatten(1).sum(1).float()
+        scores.append(torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)))
+    return torch.stack(scores).mean(0)
+
+
+class SegmentationModule(L.LightningModule):
+    def __init__(self, model: nn.Module, model_cfg: ModelConfig, train_cfg: TrainConfig):
+        super().__init__()
+        self.model = model
+        self.model_cfg, self.train_cfg = model_cfg, train_cfg
+        self.binary = model_cfg.classes == 1
+        self.loss = build_loss(train_cfg, self.binary)
+        self.memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
+        self.register_buffer("_val_sum", torch.zeros(()), persistent=False)
+        self.register_buffer("_val_count", torch.zeros(()), persistent=False)
+
+    def setup(self, stage: str) -> None:
+        self.model.to(memory_format=self.memory_format)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.contiguous(memory_format=self.memory_format))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, target = batch
+        loss = self.loss(self(images).float(), target)
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum.zero_()
+        self._val_count.zero_()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, target = batch
+        logits = self(images).float()
+        self.log("val_loss", self.loss(logits, target), on_epoch=True, batch_size=len(images), sync_dist=True)
+        dice = batch_dice(logits, target, self.binary)
+        self._val_sum += dice.sum()
+        self._val_count += len(dice)
+
+    def on_validation_epoch_end(self) -> None:
+        # Sum and count are reduced across processes, so each sample counts exactly once.
+        total = self.trainer.strategy.reduce(self._val_sum.clone(), reduce_op="sum")
+        count = self.trainer.strategy.reduce(self._val_count.clone(), reduce_op="sum")
+        self.log("val_dice", total / count.clamp(min=1), prog_bar=True, sync_dist=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # The learning-rate schedule is driven by ``callbacks.WarmupCosine`` so that it can follow
+        # a wall-clock budget as well as an epoch count.
+        optim_cls = torch.optim.AdamW if self.train_cfg.optimizer == "adamw" else torch.optim.Adam
+        return optim_cls(self.parameters(), lr=self.train_cfg.lr, weight_decay=self.train_cfg.weight_decay)

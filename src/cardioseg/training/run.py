@@ -1,0 +1,168 @@
+"""`cardioseg train`: fit a registered model on a prepared dataset, resumably, within a budget."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from cardioseg.config import Config, parse_duration
+from cardioseg.data.augment import build_augmentation
+from cardioseg.data.dataset import SliceDataset
+from cardioseg.data.prepared import PreparedDataset
+from cardioseg.errors import CheckpointError
+from cardioseg.fileio import write_text
+from cardioseg.models.checkpoint import ModelBundle, save_bundle
+from cardioseg.models.factory import build_model
+from cardioseg.training.callbacks import AtomicCheckpointIO, WarmupCosine
+from cardioseg.training.module import SegmentationModule
+
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    best_val_dice: float | None
+    epochs_run: int
+    train_seconds: float
+    precision: str
+
+
+def cpu_supports_bf16() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(choice: str) -> str:
+    """bf16 autocast where the hardware has it (CPU AVX512-BF16/AMX, or a GPU), else fp32."""
+    if choice == "32":
+        return "32-true"
+    if choice == "bf16":
+        return "bf16-mixed"
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_supports_bf16() else "32-true"
+
+
+def classes_for(prepared: PreparedDataset) -> int:
+    """1 output channel for one foreground class (sigmoid), else K+1 (softmax)."""
+    n_foreground = len([c for c in prepared.class_ids if c != 0])
+    return 1 if n_foreground <= 1 else n_foreground + 1
+
+
+def _loaders(cfg: Config, prepared: PreparedDataset, binary: bool) -> tuple[DataLoader, DataLoader]:
+    train_set = SliceDataset(prepared, "train", binary, build_augmentation(cfg.train.augment))
+    val_split = "val" if len(prepared.indices("val")) else "test"
+    val_set = SliceDataset(prepared, val_split, binary)
+    workers = cfg.train.num_workers
+    common = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    drop_last = len(train_set) > cfg.train.batch_size
+    return (
+        DataLoader(train_set, cfg.train.batch_size, shuffle=True, drop_last=drop_last, generator=generator, **common),
+        DataLoader(val_set, cfg.train.batch_size * 2, shuffle=False, **common),
+    )
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def train(cfg: Config, progress: bool = True) -> TrainResult:
+    """Train, or resume the run in ``cfg.train.run_dir`` if it was interrupted."""
+    _quiet_lightning()
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    prepared = PreparedDataset(cfg.data.prepared)
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.classes = classes_for(prepared)
+    cfg.preprocess = prepared.preprocess
+    run_dir = Path(tc.run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.yaml", cfg.to_yaml())
+
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    binary = cfg.model.classes == 1
+    train_loader, val_loader = _loaders(cfg, prepared, binary)
+    model = build_model(cfg.model)
+    module = SegmentationModule(model, cfg.model, tc)
+
+    budget_s = parse_duration(tc.time_budget) if tc.time_budget else None
+    steps_per_epoch = len(train_loader)
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_dice", mode="max", save_top_k=1,
+                        enable_version_counter=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=tc.checkpoint_every_n_steps,
+                        save_top_k=1, monitor=None, enable_version_counter=False, save_on_train_epoch_end=True),
+        Timer(duration=budget_s and {"seconds": budget_s}, interval="step"),
+    ]
+    if tc.scheduler == "cosine":
+        callbacks.append(WarmupCosine(tc.lr, tc.epochs * steps_per_epoch // max(1, tc.devices * tc.num_nodes), budget_s))
+    if tc.early_stopping_patience:
+        callbacks.append(EarlyStopping("val_dice", mode="max", patience=tc.early_stopping_patience))
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    precision = resolve_precision(tc.precision)
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=tc.epochs,
+        accelerator="auto",
+        devices=tc.devices,
+        num_nodes=tc.num_nodes,
+        strategy="ddp" if tc.devices * tc.num_nodes > 1 else "auto",
+        precision=precision,
+        deterministic=tc.deterministic,
+        callbacks=callbacks,
+        logger=CSVLogger(run_dir, name="", version="logs"),
+        plugins=[AtomicCheckpointIO()],
+        check_val_every_n_epoch=tc.val_every_n_epochs,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=max(1, min(20, steps_per_epoch)),
+        num_sanity_val_steps=0,
+    )
+    last = ckpt_dir / "last.ckpt"
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    elapsed = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return TrainResult(run_dir, run_dir / MODEL_FILE, None, trainer.current_epoch, elapsed, precision)
+
+    best_path = ckpt_dir / "best.ckpt"
+    best_score = callbacks[0].best_model_score
+    if best_path.is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    elif trainer.current_epoch == 0 and trainer.global_step == 0:
+        raise CheckpointError("training stopped before any step; nothing to save", run_dir)
+    bundle = ModelBundle(
+        model=module.model.to(memory_format=torch.contiguous_format).float().eval(),
+        model_cfg=cfg.model,
+        preprocess=cfg.preprocess,
+        orientation_fix=prepared.info["orientation_fix"],
+        labels={int(k): v for k, v in prepared.info["labels"].items()} if prepared.info.get("labels") else None,
+        class_names=prepared.class_names,
+        extra={"prepared": str(prepared.root), "best_val_dice": float(best_score) if best_score is not None else None,
+               "layout": prepared.info["layout"], "slice_axis": prepared.info["slice_axis"]},
+    )
+    model_path = save_bundle(bundle, run_dir / MODEL_FILE)
+    from cardioseg.viz.plots import plot_training_curves
+
+    plot_training_curves(run_dir / "logs" / "metrics.csv", run_dir / "training_curves.png")
+    return TrainResult(run_dir, model_path, float(best_score) if best_score is not None else None,
+                       trainer.current_epoch, elapsed, precision)
+

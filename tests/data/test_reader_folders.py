@@ -1,0 +1,145 @@
+"""The generic images/ + masks/ reader on small folders written here, and its bad-input errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+from cardioseg.config import DataConfig
+from cardioseg.data.case import Case
+from cardioseg.data.readers import detect_layout, get_reader
+from cardioseg.errors import ConfigError, DataError
+
+CFG = DataConfig()
+READER = get_reader("folders")
+
+
+def _square(value: int = 1, size: int = 16) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    mask[4:10, 5:12] = value
+    return mask
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    """PNG + 0/255 PNG mask, NPY + NPY label map, RGBA PNG + palette PNG mask with _gt."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    iio.imwrite(images / "pa_001.png", rng.integers(0, 255, (16, 16), dtype=np.uint8))
+    iio.imwrite(masks / "pa_001_mask.png", _square(255))
+    np.save(images / "pb_002.npy", rng.normal(size=(16, 16)).astype(np.float32))
+    np.save(masks / "pb_002.npy", _square(1) + 2 * (np.arange(16)[:, None] > 12).astype(np.uint8))
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 255
+    iio.imwrite(images / "pc_003.png", rgba)
+    palette = Image.fromarray(_square(2), mode="L").convert("P")
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    palette.save(masks / "pc_003_gt.png")
+    return tmp_path
+
+
+def test_pairs_stems_and_patient_ids(tree: Path) -> None:
+    assert detect_layout(tree) == "folders"
+    refs = READER.discover(tree, CFG)
+    assert [(r.case_id, r.patient_id, r.label_path.name) for r in refs] == [
+        ("pa_001", "pa", "pa_001_mask.png"),
+        ("pb_002", "pb", "pb_002.npy"),
+        ("pc_003", "pc", "pc_003_gt.png"),
+    ]
+    custom = READER.discover(tree, DataConfig(patient_pattern=r"_(\d+)$"))
+    assert [r.patient_id for r in custom] == ["001", "002", "003"]
+    assert [r.patient_id for r in READER.discover(tree, DataConfig(patient_pattern=r"^zz(\d)"))] == [
+        "pa_001",
+        "pb_002",
+        "pc_003",
+    ]
+
+
+def test_masks_become_class_ids_and_colour_becomes_grey(tree: Path) -> None:
+    cases = {r.case_id: READER.load(r, CFG) for r in READER.discover(tree, CFG)}
+    np.testing.assert_array_equal(cases["pa_001"].label, _square(1))  # 255 -> 1
+    assert set(np.unique(cases["pb_002"].label)) == {0, 1, 2}
+    np.testing.assert_array_equal(cases["pc_003"].label, _square(2))  # palette indices, not colours
+    assert cases["pc_003"].image.shape == (16, 16)
+    assert cases["pc_003"].image.max() == round(200 * 0.299)  # ITU-R 601 luma of pure red 200
+    assert all(c.spacing is None and c.label.dtype == np.uint8 for c in cases.values())
+
+
+def test_dicom_images_carry_their_pixel_spacing(tree: Path, sunnybrook5: Path) -> None:
+    shutil.copy(sunnybrook5 / "dicoms" / "SCD0000101" / "48.dcm", tree / "images" / "pd_004.dcm")
+    np.save(tree / "masks" / "pd_004.npy", np.zeros((256, 256), np.uint8))
+    ref = next(r for r in READER.discover(tree, CFG) if r.case_id == "pd_004")
+    case = READER.load(ref, CFG)
+    assert case.image.shape == (256, 256) and case.spacing == pytest.approx((1.367188, 1.367188))
+
+
+def test_unpaired_files_are_listed(tree: Path) -> None:
+    iio.imwrite(tree / "images" / "pe_005.png", _square())
+    iio.imwrite(tree / "masks" / "pf_006_mask.png", _square())
+    with pytest.raises(DataError, match=r"pe_005\.png.*pf_006_mask\.png"):
+        READER.discover(tree, CFG)
+    (tree / "masks" / "pf_006_mask.png").unlink()
+    with pytest.raises(DataError, match=r"pe_005\.png"):
+        READER.discover(tree, CFG)
+
+
+def test_two_files_for_one_stem_are_refused(tree: Path) -> None:
+    iio.imwrite(tree / "masks" / "pa_001.png", _square(255))
+    with pytest.raises(DataError, match="pa_001"):
+        READER.discover(tree, CFG)
+
+
+def test_empty_dataset_and_bad_pattern(tmp_path: Path) -> None:
+    (tmp_path / "image").mkdir()
+    (tmp_path / "mask").mkdir()
+    with pytest.raises(DataError, match="no folders cases"):
+        READER.discover(tmp_path, CFG)
+    with pytest.raises(ConfigError, match="patient_pattern"):
+        READER.discover(tmp_path, DataConfig(patient_pattern="(unclosed"))
+
+
+def _load(tree: Path, case_id: str) -> Case:
+    return READER.load(next(r for r in READER.discover(tree, CFG) if r.case_id == case_id), CFG)
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        (np.array([[0, 128], [255, 0]], np.uint8).repeat(8, 0).repeat(8, 1), "128"),
+        (np.arange(256, dtype=np.uint8).reshape(16, 16), "256 distinct"),
+        (np.full((16, 16), 0.5, np.float32), "non-integer"),
+        (_square()[:8], "shape"),
+    ],
+)
+def test_unusable_masks_name_the_mask(tree: Path, mask: np.ndarray, message: str) -> None:
+    np.save(tree / "masks" / "pb_002.npy", mask)
+    with pytest.raises(DataError, match=rf"pb_002\.npy.*{message}"):
+        _load(tree, "pb_002")
+
+
+def test_unreadable_images_name_the_file(tree: Path) -> None:
+    image = np.ones((16, 16), np.float32)
+    image[3, 3] = np.nan
+    np.save(tree / "images" / "pb_002.npy", image)
+    with pytest.raises(DataError, match=r"pb_002\.npy.*NaN"):
+        _load(tree, "pb_002")
+
+    png = tree / "images" / "pa_001.png"
+    png.write_bytes(png.read_bytes()[:60])
+    with pytest.raises(DataError, match=r"pa_001\.png"):
+        _load(tree, "pa_001")
+    png.write_bytes(b"")
+    with pytest.raises(DataError, match=r"pa_001\.png.*empty"):
+        _load(tree, "pa_001")
+
+    (tree / "images" / "pc_003.png").unlink()
+    (tree / "images" / "pc_003.dcm").write_bytes(b"garbage, not DICOM" * 20)
+    with pytest.raises(DataError, match=r"pc_003\.dcm"):
+        _load(tree, "pc_003")
