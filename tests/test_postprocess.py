@@ -121,14 +121,16 @@ def test_suppress_slices() -> None:
 
 
 def test_postprocess_chain_3d() -> None:
-    volume, expected = slices_volume()
-    prob = np.where(volume, 0.9, 0.1)
-    prob[3, 3, 1] = 0.3  # a hole in the good slice, filled by the chain
+    prob = np.full((7, 7, 5), 0.1)
+    prob[3, 3:5, 0] = 0.9  # too small a slice
+    prob[2:5, 2:5, 1:4] = 0.9  # the organ, over slices 1-3 ...
+    prob[3, 3, 2] = 0.3  # ... with a hole in slice 2
+    prob[0, 0, 3] = 0.9  # a speck beside it, not connected
+    prob[::6, ::6, 4] = 0.9  # a diffuse slice
     cfg = PostprocessConfig(threshold=0.5, fill_holes=True, largest_component=True, min_slice_area=3)
-    expected[0, 0, 3] = expected[6, 6, 3] = False  # specks not connected to the main component
     out = postprocess(prob, cfg, slice_axis=2)
     assert out.dtype == bool
-    assert np.array_equal(out, expected)
+    assert np.array_equal(out, box((7, 7, 5), (2, 5), (2, 5), (1, 4)))
 
 
 def test_postprocess_default_config_only_thresholds() -> None:

@@ -69,6 +69,9 @@ class DataConfig(_Section):
     slice_axis: int = Field(2, ge=0, le=2)
     patient_pattern: str = Field(r"^([^_]+)", description="regex whose first group is the patient id")
     skip_bad: bool = False
+    repair_label_artefacts: bool = Field(
+        True, description="camus224 PNGs: relabel the stray one-pixel islands its label resizing left behind"
+    )
 
     @field_validator("split_ratios")
     @classmethod

@@ -4,7 +4,9 @@
 
 1. threshold (binary only): ``prob > cfg.threshold``; a ``bool`` input is taken as a mask as is.
 2. closing with a disk of ``cfg.closing_radius`` pixels (0 = off): bridges small gaps so that
-   step 3 can see nearly-closed cavities as closed.
+   step 3 can see nearly-closed cavities as closed. The disk is skimage's non-strict one
+   (radius + 0.5: radius 1 is the 3x3 square), because a strict digital disk has one-pixel
+   tips that fit back into a one-pixel gap, leaving the gap's ends open.
 3. hole filling (``cfg.fill_holes``): background regions not connected (4-/6-neighbourhood) to
    the array border become foreground.
 4. empty-slice suppression (3D only, on when ``cfg.min_slice_area > 0``): slices along
@@ -68,7 +70,8 @@ def close_mask(mask: np.ndarray, radius: int, slice_axis: int | None = 2) -> np.
         return mask
 
     def op(m: np.ndarray) -> np.ndarray:
-        footprint = morphology.disk(radius) if m.ndim == 2 else morphology.ball(radius)
+        shape = morphology.disk if m.ndim == 2 else morphology.ball
+        footprint = shape(radius, strict_radius=False)
         padded = np.pad(m, radius)
         closed = ndimage.binary_closing(padded, structure=footprint)
         return closed[tuple(slice(radius, -radius) for _ in range(m.ndim))]
@@ -162,7 +165,7 @@ def _hole_structure(ndim: int, slice_axis: int) -> np.ndarray:
     """Face connectivity within a slice, none across slices: a hole is a per-slice notion."""
     structure = ndimage.generate_binary_structure(ndim, 1)
     if ndim == 3:
-        index = [slice(None)] * 3
+        index: list[slice | int] = [slice(None)] * 3
         for end in (0, 2):
             index[slice_axis] = end
             structure[tuple(index)] = False

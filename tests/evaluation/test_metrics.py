@@ -130,7 +130,9 @@ def test_agrees_with_monai_on_anisotropic_3d() -> None:
     ours = distance_metrics(pred, ref, spacing)
     y_pred, y = (torch.from_numpy(m[None, None].astype(np.float32)) for m in (pred, ref))
     hd95 = monai_metrics.compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing)
-    assd = monai_metrics.compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True, spacing=spacing)
+    assd = monai_metrics.compute_average_surface_distance(
+        y_pred, y, include_background=True, symmetric=True, spacing=spacing
+    )
     assert ours["hd95"] == pytest.approx(float(hd95), rel=1e-5)
     assert ours["assd"] == pytest.approx(float(assd), rel=1e-5)
 

@@ -1,6 +1,14 @@
 """Clinical numbers from masks: volumes, biplane LV volumes, ejection fraction, agreement."""
 
-from cardioseg.clinical.simpson import BiplaneResult, PatientEF, ViewGeometry, biplane_volume, ejection_fraction, patient_ef, view_geometry
+from cardioseg.clinical.simpson import (
+    BiplaneResult,
+    PatientEF,
+    ViewGeometry,
+    biplane_volume,
+    ejection_fraction,
+    patient_ef,
+    view_geometry,
+)
 from cardioseg.clinical.volumes import ClinicalError, VolumeResult, agreement_stats, mask_volume, volume_agreement
 
 __all__ = [

@@ -48,7 +48,8 @@ LENGTH_MISMATCH = 0.10
 SAMPLES_PER_PIXEL = 8
 # Border points this close (in pixels) to an extreme count as tied for it.
 TIE_PIXELS = 0.5
-# A border point touches the atrium when an atrium pixel centre is within this many pixels.
+# A border point touches the atrium when its (interpolated) distance to the nearest atrium pixel
+# centre is at most this many pixels: 0.5 on the LV/LA interface itself.
 ATRIUM_CONTACT = 1.0
 
 PixelSpacing = Sequence[float] | None
@@ -132,7 +133,7 @@ def _principal_frame(cavity: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray,
     """Unit vectors (mm space) along the cavity's long axis towards the base (down) and across it."""
     points = np.argwhere(cavity) * scale
     _, vectors = np.linalg.eigh(np.cov(points, rowvar=False))
-    down = vectors[:, -1] * np.sign(vectors[0, -1] or 1.0)
+    down = vectors[:, -1] if vectors[0, -1] >= 0 else -vectors[:, -1]
     return down, np.array([-down[1], down[0]])
 
 
@@ -159,7 +160,9 @@ def _extreme(points: np.ndarray, scores: np.ndarray, tolerance: float) -> np.nda
 
 def _geometric_annulus(border_mm: np.ndarray, down: np.ndarray, across: np.ndarray, tolerance: float) -> np.ndarray:
     """The two basal corners: border points extreme 45° either side of the base direction."""
-    return np.stack([_extreme(border_mm, border_mm @ (down + side) / np.sqrt(2), tolerance) for side in (-across, across)])
+    return np.stack(
+        [_extreme(border_mm, border_mm @ (down + side) / np.sqrt(2), tolerance) for side in (-across, across)]
+    )
 
 
 def _diameters(cavity: np.ndarray, scale: np.ndarray, base: np.ndarray, axis: np.ndarray, n_discs: int) -> np.ndarray:
@@ -180,7 +183,7 @@ def _diameters(cavity: np.ndarray, scale: np.ndarray, base: np.ndarray, axis: np
 
 
 def view_geometry(
-    mask: np.ndarray,
+    mask: np.ndarray | None,
     spacing: PixelSpacing = None,
     atrium: np.ndarray | None = None,
     n_discs: int = N_DISCS,
@@ -195,7 +198,10 @@ def view_geometry(
     tolerance = TIE_PIXELS * float(scale.min())
     annulus, method = None, "geometric"
     if atrium is not None:
-        annulus = _atrium_annulus(border_mm, border_px, np.asarray(atrium, dtype=bool), across, tolerance)
+        atrium = np.asarray(atrium, dtype=bool)
+        if atrium.shape != cavity.shape:
+            raise ClinicalError(f"{name}: atrium mask shape {atrium.shape} differs from the cavity's {cavity.shape}")
+        annulus = _atrium_annulus(border_mm, border_px, atrium, across, tolerance)
         if annulus is None:
             notes.append(f"{name}: atrium does not touch the cavity; geometric annulus used")
         else:
@@ -221,7 +227,9 @@ def _point(xy: np.ndarray) -> Point:
     return float(xy[0]), float(xy[1])
 
 
-def _split(labels: np.ndarray | None, cavity_label: int | None, atrium_label: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _split(
+    labels: np.ndarray | None, cavity_label: int | None, atrium_label: int | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(cavity, atrium) from a label map, or the mask itself when no cavity label is given."""
     if cavity_label is None:
         if atrium_label is not None:
@@ -260,7 +268,10 @@ def biplane_volume(
     volume = np.pi / 4 * float(np.sum(two.diameters * four.diameters)) * length / n_discs
     notes = [*two.notes, *four.notes]
     if abs(two.length - four.length) > LENGTH_MISMATCH * length:
-        notes.append(f"long axes differ by more than {LENGTH_MISMATCH:.0%} (2CH {two.length:.1f}, 4CH {four.length:.1f}): possible foreshortening")
+        notes.append(
+            f"long axes differ by more than {LENGTH_MISMATCH:.0%} "
+            f"(2CH {two.length:.1f}, 4CH {four.length:.1f}): possible foreshortening"
+        )
     if spacing_2ch is None:
         return BiplaneResult(volume, "px^3", length, two, four, tuple(notes))
     return BiplaneResult(volume / MM3_PER_ML, "mL", length, two, four, tuple(notes))
@@ -286,9 +297,12 @@ def patient_ef(
     n_discs: int = N_DISCS,
 ) -> PatientEF:
     """EDV, ESV and EF of one patient from the four apical masks (or label maps)."""
-    options = {"cavity_label": cavity_label, "atrium_label": atrium_label, "n_discs": n_discs}
-    ed = biplane_volume(ed_2ch, ed_4ch, spacing_2ch, spacing_4ch, **options)
-    es = biplane_volume(es_2ch, es_4ch, spacing_2ch, spacing_4ch, **options)
+    ed, es = (
+        biplane_volume(
+            two, four, spacing_2ch, spacing_4ch, cavity_label=cavity_label, atrium_label=atrium_label, n_discs=n_discs
+        )
+        for two, four in ((ed_2ch, ed_4ch), (es_2ch, es_4ch))
+    )
     notes = [f"ED {note}" for note in ed.notes] + [f"ES {note}" for note in es.notes]
     if es.volume > ed.volume:
         notes.append("ESV exceeds EDV: EF is negative, check the masks or the phase labels")

@@ -70,19 +70,19 @@ def agreement_stats(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | n
     SD (ddof=1); limits of agreement are bias ± 1.96 SD. Pearson r is NaN when fewer than two
     pairs remain or either side is constant (the correlation is then undefined).
     """
-    pred, ref = np.asarray(pred, dtype=float).ravel(), np.asarray(ref, dtype=float).ravel()
-    if pred.shape != ref.shape:
-        raise ClinicalError(f"agreement needs paired values: {pred.size} predictions vs {ref.size} references")
-    keep = ~(np.isnan(pred) | np.isnan(ref))
-    pred, ref = pred[keep], ref[keep]
-    diff = pred - ref
+    x, y = np.asarray(pred, dtype=float).ravel(), np.asarray(ref, dtype=float).ravel()
+    if x.shape != y.shape:
+        raise ClinicalError(f"agreement needs paired values: {x.size} predictions vs {y.size} references")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    diff = x - y
     n = int(diff.size)
     bias = float(diff.mean()) if n else float("nan")
     sd = float(diff.std(ddof=1)) if n > 1 else float("nan")
     return {
         "n": n,
         "n_excluded": int((~keep).sum()),
-        "pearson_r": _pearson(pred, ref),
+        "pearson_r": _pearson(x, y),
         "bias": bias,
         "sd_diff": sd,
         "loa_lower": bias - 1.96 * sd,

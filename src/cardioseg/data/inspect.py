@@ -41,7 +41,7 @@ def inspect_dataset(root: Path, out: Path | None = None) -> dict[str, Any]:
         rows = prepared.indices(split)
         fg = float((labels[rows] > 0).mean() * 100) if len(rows) else 0.0
         splits.append({"split": split, "patients": int(manifest.loc[rows, "patient_id"].nunique()),
-                       "samples": int(len(rows)), "foreground_pct": fg})
+                       "samples": len(rows), "foreground_pct": fg})
     counts = np.bincount(np.asarray(labels).ravel(), minlength=max(prepared.class_ids) + 1)
     names = prepared.class_names
     sizes = manifest.groupby(["orig_h", "orig_w"]).size()

@@ -22,7 +22,7 @@ from rich.progress import Progress
 
 from cardioseg.config import Config
 from cardioseg.data.case import Case, CaseRef
-from cardioseg.data.preprocess import intensity_chain, crop_box, map_labels, orient, preprocess_plane
+from cardioseg.data.preprocess import crop_box, intensity_chain, map_labels, orient, preprocess_plane
 from cardioseg.data.readers import detect_layout, get_reader
 from cardioseg.data.splits import check_disjoint, group_patients, official_split, ratio_split
 from cardioseg.errors import DataError
@@ -163,10 +163,17 @@ def _validate_labels(chunk: dict[str, Any], cfg: Config, ref: CaseRef) -> None:
         raise DataError(f"mask values {sorted(found - allowed)} are outside the declared labels", ref.label_path)
 
 
-def _class_table(cfg: Config, found: set[int]) -> tuple[list[int], dict[str, str]]:
+def _class_table(cfg: Config, found: set[int], source_names: dict[int, str]) -> tuple[list[int], dict[str, str]]:
+    """Class ids and names: from ``data.class_names``, else from the layout's label names."""
     ids = sorted({0, *cfg.data.labels.values()}) if cfg.data.labels else sorted({0, *found})
-    names = cfg.data.class_names or []
-    table = {str(i): (names[n] if n < len(names) else ("background" if i == 0 else f"class{i}")) for n, i in enumerate(ids)}
+    mapping = cfg.data.labels or {i: i for i in ids}
+    table = {}
+    for n, class_id in enumerate(ids):
+        sources = [source_names.get(s, "") for s, target in sorted(mapping.items()) if target == class_id]
+        derived = " + ".join(s for s in sources if s) or f"class{class_id}"
+        table[str(class_id)] = "background" if class_id == 0 else derived
+        if cfg.data.class_names and n < len(cfg.data.class_names):
+            table[str(class_id)] = cfg.data.class_names[n]
     return ids, table
 
 
@@ -213,7 +220,8 @@ def prepare_dataset(cfg: Config, progress: bool = True) -> PrepareResult:
     if not chunk_paths:
         raise DataError("no usable case left after skipping bad files", source)
 
-    result = _assemble(cfg, layout, fix, source, out_dir, chunk_paths, reader.official_splits(source), bad)
+    result = _assemble(cfg, layout, fix, source, out_dir, chunk_paths, reader.official_splits(source), bad,
+                       reader.label_names)
     shutil.rmtree(work, ignore_errors=True)
     return result
 
@@ -238,6 +246,7 @@ def _assemble(
     chunk_paths: list[tuple[CaseRef, Path]],
     official: dict[str, str] | None,
     bad: list[tuple[str, str]],
+    label_names: dict[int, str],
 ) -> PrepareResult:
     chunks = [_load_chunk(path) for _, path in chunk_paths]
     cases = [chunk["case"] for chunk in chunks]
@@ -268,7 +277,8 @@ def _assemble(
             )
     manifest = pd.DataFrame(rows)
     check_disjoint(zip(manifest["patient_id"], manifest["split"]))
-    class_ids, class_names = _class_table(cfg, found)
+    source_names = {int(k): str(v) for k, v in dict(cases[0]["meta"].get("label_names") or []).items()}
+    class_ids, class_names = _class_table(cfg, found, {**label_names, **source_names})
     split_counts = {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")}
     info = {
         "format_version": FORMAT_VERSION,

@@ -21,7 +21,7 @@ from cardioseg.config import Config
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.data.preprocess import restore_probabilities
 from cardioseg.errors import DataError
-from cardioseg.evaluation.metrics import MetricAccumulator, case_metrics, multiclass_case_metrics, units
+from cardioseg.evaluation.metrics import MetricAccumulator, case_metrics, multiclass_case_metrics
 from cardioseg.fileio import write_json, write_npz, write_text, write_with
 from cardioseg.inference.engine import Predictor, to_labels
 from cardioseg.models.checkpoint import ModelBundle, load_bundle

@@ -67,7 +67,9 @@ def _as_mask(mask: Any, name: str) -> np.ndarray:
         raise DataError(f"{name} mask has no voxels (shape {array.shape})")
     if array.dtype != bool:
         if not np.isin(array, (0, 1)).all():
-            raise DataError(f"{name} is not a binary mask (values other than 0 and 1); threshold or select a class first")
+            raise DataError(
+                f"{name} is not a binary mask (values other than 0 and 1); threshold or select a class first"
+            )
         array = array.astype(bool)
     return array
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
-from cardioseg.fileio import write_with  # noqa: E402
+from cardioseg.fileio import write_with
 
 
 def save_figure(fig: plt.Figure, path: str | Path, dpi: int = 120) -> Path:

@@ -31,6 +31,7 @@ class Reader(Protocol):
     """One source layout. Reader modules implement this at module level (``READERS`` holds them)."""
 
     name: str
+    label_names: dict[int, str]  # source label id -> anatomical name, where the layout defines them
     orientation_fix: str  # "none" or "transpose": what the prepare step applies for the apex-up view
 
     def looks_like(self, root: Path) -> bool:

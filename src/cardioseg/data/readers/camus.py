@@ -38,6 +38,7 @@ from cardioseg.data.readers.base import (
 from cardioseg.errors import DataError
 
 name = "camus"
+label_names: dict[int, str] = {1: "LV endocardium", 2: "LV myocardium", 3: "left atrium"}
 orientation_fix = "none"
 
 LABELS = {0, 1, 2, 3}  # background, LV endocardium (blood pool), LV myocardium, left atrium

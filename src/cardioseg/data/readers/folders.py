@@ -32,6 +32,7 @@ from cardioseg.data.readers.base import (
 from cardioseg.errors import ConfigError, DataError
 
 name = "folders"
+label_names: dict[int, str] = {}
 orientation_fix = "none"
 
 SUFFIXES = (*RASTER_SUFFIXES, ".dcm", ".npy")

@@ -9,10 +9,8 @@ between train and test (la_005 and la_026 of Task02_Heart are such a pair).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from cardioseg.data.readers.base import (
 from cardioseg.errors import DataError
 
 name = "msd"
+label_names: dict[int, str] = {}  # read per case from dataset.json (meta['label_names'])
 orientation_fix = "none"
 
 log = logging.getLogger(__name__)
@@ -45,16 +44,13 @@ def looks_like(root: Path) -> bool:
 def discover(root: Path, cfg: DataConfig) -> list[CaseRef]:
     descriptor = _read_descriptor(root / "dataset.json")
     pairs = _listed_pairs(root, descriptor) if descriptor is not None else _globbed_pairs(root)
-    label_names = tuple((int(k), str(v)) for k, v in (descriptor or {}).get("labels", {}).items())
-    first_copy = _first_copies([image for image, _ in pairs])
+    declared = tuple((int(k), str(v)) for k, v in (descriptor or {}).get("labels", {}).items())
     refs = []
     for image, label in pairs:
         case_id = strip_suffix(image.name, NIFTI_SUFFIXES) or image.name
-        original = first_copy.get(image, case_id)
-        meta: tuple[tuple[str, Any], ...] = (("label_names", label_names),) if label_names else ()
-        if original != case_id:
-            meta += (("same_image_as", original),)
-        refs.append(CaseRef(case_id, original, image, label, meta=meta))
+        # Byte-identical volumes (la_005, la_026) are grouped by content hash in prepare.
+        meta: tuple[tuple[str, Any], ...] = (("label_names", declared),) if declared else ()
+        refs.append(CaseRef(case_id, case_id, image, label, meta=meta))
     return require_cases(refs, root, name)
 
 
@@ -115,22 +111,3 @@ def _globbed_pairs(root: Path) -> list[tuple[Path, Path]]:
         if not (root / "labelsTr" / image.name).is_file():
             raise DataError(f"image has no label labelsTr/{image.name}", image)
     return [(image, root / "labelsTr" / image.name) for image in images]
-
-
-def _first_copies(images: list[Path]) -> dict[Path, str]:
-    """Map each image to the case id of its first byte-identical copy (hashing only equal sizes)."""
-    by_size: dict[int, list[Path]] = defaultdict(list)
-    for image in images:
-        by_size[image.stat().st_size].append(image)
-    first: dict[Path, str] = {}
-    for same_size in (group for group in by_size.values() if len(group) > 1):
-        seen: dict[str, Path] = {}
-        for image in sorted(same_size):
-            original = seen.setdefault(_digest(image), image)
-            first[image] = strip_suffix(original.name, NIFTI_SUFFIXES) or original.name
-    return first
-
-
-def _digest(path: Path) -> str:
-    with reading(path, "image volume"), path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -39,6 +39,7 @@ from cardioseg.errors import DataError
 log = logging.getLogger(__name__)
 
 name = "sunnybrook"
+label_names: dict[int, str] = {1: "LV blood pool", 2: "LV myocardium"}
 orientation_fix = "none"
 
 BLOOD_POOL = 1
