@@ -149,12 +149,39 @@ class EvalConfig(_Section):
     batch_size: int = Field(16, ge=1)
 
 
+class PredictConfig(_Section):
+    out_dir: Path = Path("predictions")
+    backend: Literal["auto", "torch", "onnx"] = Field("auto", description="auto picks the fastest measured backend")
+    precision: Literal["auto", "bf16", "32"] = "auto"
+    tta: bool = Field(False, description="average over horizontal and vertical flips")
+    overlays: bool = False
+    probabilities: bool = Field(False, description="also write the foreground probability maps")
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    batch_size: int = Field(16, ge=1)
+
+
+class ExportConfig(_Section):
+    format: Literal["onnx", "torchscript"] = "onnx"
+    out: Path | None = None
+    opset: int = Field(18, ge=13)
+    dynamic_batch: bool = True
+
+
+class ReportConfig(_Section):
+    out: Path | None = Field(None, description="HTML file; default RUN_DIR/report.html")
+    max_videos: int = Field(4, ge=0)
+    max_cases: int = Field(3, ge=1, description="best, median and worst cases shown")
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
     def _classes_match_labels(self) -> Config:
