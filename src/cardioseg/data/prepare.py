@@ -57,9 +57,11 @@ def _planes(
     if image.ndim == 2:
         yield -1, image, label
         return
-    for k in range(image.shape[slice_axis]):
-        label_plane = None if label is None else np.take(label, k, axis=slice_axis)
-        yield k, np.take(image, k, axis=slice_axis), label_plane
+    # moveaxis gives views; np.take would copy the whole volume's worth of strides per slice.
+    image_slices = np.moveaxis(image, slice_axis, 0)
+    label_slices = None if label is None else np.moveaxis(label, slice_axis, 0)
+    for k in range(image_slices.shape[0]):
+        yield k, image_slices[k], None if label_slices is None else label_slices[k]
 
 
 def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
