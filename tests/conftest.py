@@ -30,3 +30,28 @@ def msd_heart_la() -> Path:
 @pytest.fixture(scope="session")
 def sunnybrook5() -> Path:
     return _dataset("sunnybrook5")
+
+
+def copy_camus_patients(camus224: Path, dest: Path, patients: list[str]) -> Path:
+    """A small CAMUS-PNG folder of real patients (all four views/phases each)."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for patient in patients:
+        for split in ("train", "val"):
+            for file in (camus224 / split).glob(f"{patient}_*.png"):
+                shutil.copy(file, dest / file.name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def camus64(camus224: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """camus224 LV endocardium prepared at 64x64, official split (shared by several tests)."""
+    from cardioseg.config import load_config
+    from cardioseg.data.prepare import prepare_dataset
+
+    out = tmp_path_factory.mktemp("prepared") / "camus64"
+    cfg = load_config(overrides={"data.source": camus224, "data.prepared": out, "data.labels": {1: 1},
+                                 "preprocess.size": [64, 64]})
+    prepare_dataset(cfg, progress=False)
+    return out

@@ -215,6 +215,9 @@ def demo(
     evaluated = evaluate_model(trained.model_path, cfg.data.prepared, cfg, progress=not quiet)
     console.print(summary_table(evaluated))
     console.print(f"Run folder: [bold]{cfg.train.run_dir}[/]; evaluation: [bold]{evaluated.out_dir}[/]")
+    from cardioseg.viz.report import build_report
+
+    console.print(f"Report: [bold]{build_report(cfg.train.run_dir, cfg, evaluated.out_dir)}[/]")
 
 
 @app.command("models")
@@ -233,3 +236,18 @@ def list_models_command() -> None:
     console.print(table)
     console.print(f"encoders of the echo study: {', '.join(STUDY_ENCODERS)}")
 
+
+@app.command()
+@reports_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="training run folder, or an evaluation folder")],
+    evaluation: Annotated[Path | None, typer.Option("--evaluation", "-e", help="evaluation folder, when not RUN_DIR/evaluation")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file (default RUN_DIR/report.html)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """One self-contained HTML report (opens offline): metrics, clinical indices, cases, videos, 3D view."""
+    from cardioseg.viz.report import build_report
+
+    cfg = resolve(config, set_, **{"report.out": out})
+    console.print(f"Report: [bold]{build_report(run_dir, cfg, evaluation)}[/]")

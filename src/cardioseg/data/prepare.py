@@ -156,13 +156,21 @@ def _work_dir(out_dir: Path, digest: str) -> Path:
     return work
 
 
-def _validate_labels(chunk: dict[str, Any], cfg: Config, ref: CaseRef) -> None:
-    if cfg.data.labels is None:
+def _validate_labels(case: Case, cfg: Config, layout_labels: dict[int, str]) -> None:
+    """Source values must be background, mapped by ``data.labels``, or known to the layout.
+
+    Mapping ``{1: 1}`` on CAMUS drops its declared labels 2 and 3 on purpose; a value nobody
+    declared (7 in a folder of 0/1/2 masks) is a data error, not something to zero silently.
+    """
+    if cfg.data.labels is None or case.label is None:
         return
-    allowed = {0, *cfg.data.labels.values()}
-    found = set(np.unique(chunk["labels"]).tolist())
-    if not found <= allowed:
-        raise DataError(f"mask values {sorted(found - allowed)} are outside the declared labels", ref.label_path)
+    declared = {0, *cfg.data.labels, *layout_labels, *dict(case.meta.get("label_names") or ())}
+    found = set(np.unique(case.label).tolist())
+    if not found <= declared:
+        raise DataError(
+            f"mask values {sorted(found - declared)} are outside the declared labels {sorted(declared)}",
+            case.label_path,
+        )
 
 
 def _class_table(cfg: Config, found: set[int], source_names: dict[int, str]) -> tuple[list[int], dict[str, str]]:
@@ -207,8 +215,9 @@ def prepare_dataset(cfg: Config, progress: bool = True) -> PrepareResult:
             path = _chunk_path(work, ref)
             if not path.is_file():
                 try:
-                    chunk = _process_case(reader.load(ref, cfg.data), cfg, fix)
-                    _validate_labels(chunk, cfg, ref)
+                    case = reader.load(ref, cfg.data)
+                    _validate_labels(case, cfg, reader.label_names)
+                    chunk = _process_case(case, cfg, fix)
                 except DataError as exc:
                     bad.append((str(exc.path or ref.image_path), exc.problem))
                     bar.advance(task)

@@ -101,7 +101,7 @@ def auto_box(image: np.ndarray, margin: float = 0.05) -> Box:
     if float(plane.max()) <= float(plane.min()):
         return 0, height, 0, width
     mask = plane > filters.threshold_otsu(plane)
-    mask = morphology.binary_opening(mask, morphology.disk(2))
+    mask = ndimage.binary_opening(mask, morphology.disk(2))
     labelled = measure.label(mask)
     if labelled.max() == 0:
         return 0, height, 0, width

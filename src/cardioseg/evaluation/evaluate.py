@@ -188,6 +188,9 @@ def _write_outputs(
         "postprocess": cfg.evaluate.postprocess.model_dump(),
         "metrics": {v: _records(acc.summary()) for v, acc in accumulators.items()},
     }
+    from cardioseg.clinical.report import clinical_outputs
+
+    summary["clinical"] = clinical_outputs(prepared, predictions, out_dir)
     write_with(out_dir / "per_case.csv", lambda tmp: per_case.to_csv(tmp, index=False))
     write_json(out_dir / "summary.json", summary)
     write_text(out_dir / "config.yaml", cfg.to_yaml())

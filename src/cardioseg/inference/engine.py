@@ -31,7 +31,7 @@ class Predictor:
 
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(self.device)
+        x = torch.from_numpy(np.array(batch, dtype=np.float32))[:, None].to(self.device)
         x = x.contiguous(memory_format=self.memory_format)
         started = time.perf_counter()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):

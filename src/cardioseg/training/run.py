@@ -93,6 +93,8 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     run_dir = Path(tc.run_dir)
     ckpt_dir = run_dir / "checkpoints"
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ckpt_dir.glob(".*.tmp"):  # left by a kill during a checkpoint write; the target is intact
+        stale.unlink()
     write_text(run_dir / "config.yaml", cfg.to_yaml())
 
     L.seed_everything(tc.seed, workers=True, verbose=False)

@@ -1,0 +1,70 @@
+"""ONNX Runtime inference on CPU, with the same interface as the PyTorch ``Predictor``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cardioseg.errors import CheckpointError
+from cardioseg.inference.deployable import IDENTITY_STATS
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+
+def open_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    """An ORT CPU session with every graph optimisation on; its routine warnings silenced.
+
+    (ORT warns that ``stats`` is an initializer listed as an input: that is what makes it optional.)
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
+        raise CheckpointError(f"ONNX Runtime cannot load this model ({str(exc)[:300]})", path) from None
+
+
+class OnnxPredictor:
+    """Normalised images (N, H, W) -> probabilities (N, C, H, W) through an exported ONNX file.
+
+    Images arrive normalised exactly as for PyTorch, so the graph's own normalisation is given
+    identity statistics. A file exported with a fixed batch of 1 is run one image at a time.
+    """
+
+    def __init__(self, path: Path, batch_size: int = 16, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.session = open_session(self.path, threads)
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        self.batch_size = batch_size if not isinstance(batch_dim, int) else batch_dim
+        self.stats = np.asarray(IDENTITY_STATS, np.float32)
+        self.seconds = 0.0
+        self.images_seen = 0
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(batch, dtype=np.float32)[:, None]
+        started = time.perf_counter()
+        out = self.session.run(None, {"image": x, "stats": self.stats})[0]
+        self.seconds += time.perf_counter() - started
+        self.images_seen += len(batch)
+        return out
+
+    def iter_probabilities(self, images: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        for start in range(0, len(images), self.batch_size):
+            yield start, self._forward(images[start : start + self.batch_size])
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return np.concatenate([p for _, p in self.iter_probabilities(images)]) if len(images) else np.zeros((0,))
+
+    @property
+    def ms_per_image(self) -> float:
+        return 1000.0 * self.seconds / max(1, self.images_seen)

@@ -1,0 +1,32 @@
+"""`cardioseg report`: one self-contained HTML file for a training run or an evaluation.
+
+The file opens offline in any browser and can be mailed as is: figures are PNG data URIs,
+videos MP4 (or GIF) data URIs, the 3D view carries plotly.js inline, and sorting the per-case
+table is a few lines of inline script. Where the inputs come from: ``report_inputs``; what the
+sections hold: ``report_content``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+from cardioseg.config import Config
+from cardioseg.fileio import write_text
+from cardioseg.viz.report_content import report_context
+from cardioseg.viz.report_html import TEMPLATE
+from cardioseg.viz.report_inputs import load_evaluation, locate
+
+
+def build_report(run_dir: Path, cfg: Config, evaluation: Path | None = None) -> Path:
+    """Write the HTML report of a run or evaluation folder (``cfg.report.out``, default RUN_DIR/report.html).
+
+    ``evaluation`` names the evaluation folder when it is neither ``run_dir`` nor inside it.
+    """
+    run_dir = Path(run_dir)
+    sources = locate(run_dir, cfg, evaluation)
+    loaded = load_evaluation(sources.evaluation) if sources.evaluation else None
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = environment.from_string(TEMPLATE).render(**report_context(sources, loaded, cfg))
+    return write_text(cfg.report.out or run_dir / "report.html", html)

@@ -1,0 +1,108 @@
+"""Each preprocessing step against arrays worked out by hand."""
+
+import numpy as np
+import pytest
+
+from cardioseg.config import PreprocessConfig
+from cardioseg.data.preprocess import (
+    Geometry,
+    auto_box,
+    center_box,
+    clahe,
+    map_labels,
+    median_filter,
+    normalize,
+    orient,
+    preprocess_2d,
+    resize_label,
+    restore_probabilities,
+)
+
+
+def test_minmax_maps_range_to_unit_interval() -> None:
+    image = np.array([[10, 20], [30, 50]], np.float32)
+    np.testing.assert_allclose(normalize(image, "minmax"), [[0, 0.25], [0.5, 1.0]])
+
+
+def test_constant_image_normalises_to_zero_not_nan() -> None:
+    for method in ("minmax", "percentile", "zscore"):
+        out = normalize(np.full((4, 4), 7.0), method)
+        assert np.all(out == 0)
+
+
+def test_percentile_clips_outliers() -> None:
+    image = np.arange(100, dtype=np.float32).reshape(10, 10)  # values 0..99
+    out = normalize(image, "percentile", (5, 95))
+    # numpy's linear percentiles of 0..99: p5 = 4.95, p95 = 94.05
+    assert out[0, 0] == 0.0 and out[9, 9] == 1.0
+    assert out.flat[50] == pytest.approx((50 - 4.95) / (94.05 - 4.95))
+
+
+def test_zscore() -> None:
+    out = normalize(np.array([[1, 3]], np.float32), "zscore")
+    np.testing.assert_allclose(out, [[-1, 1]])
+
+
+def test_median_filter_removes_salt_noise() -> None:
+    image = np.zeros((5, 5), np.float32)
+    image[2, 2] = 100
+    assert median_filter(image, 3).max() == 0
+    assert median_filter(image, 0)[2, 2] == 100
+
+
+def test_clahe_output_range_and_contrast() -> None:
+    ramp = np.tile(np.linspace(100, 110, 64, dtype=np.float32), (64, 1))  # low contrast
+    out = clahe(ramp, 2.0, 8)
+    assert out.min() >= 0 and out.max() <= 1
+    assert out.max() - out.min() > 0.5  # contrast stretched
+
+
+def test_orientation_transpose() -> None:
+    array = np.arange(6).reshape(2, 3)
+    np.testing.assert_array_equal(orient(array, "transpose"), array.T)
+    assert orient(array, "none") is array
+
+
+def test_center_box_and_auto_box() -> None:
+    assert center_box((100, 200), 0.5) == (25, 75, 50, 150)
+    image = np.zeros((100, 100), np.float32)
+    image[30:60, 40:80] = 1.0
+    y0, y1, x0, x1 = auto_box(image, margin=0.0)
+    assert (y0, y1, x0, x1) == (30, 60, 40, 80)
+
+
+def test_label_resize_keeps_only_class_ids() -> None:
+    label = np.zeros((10, 10), np.uint8)
+    label[:5] = 1
+    label[5:, 5:] = 3
+    out = resize_label(label, (7, 7))
+    assert set(np.unique(out)) <= {0, 1, 3}
+
+
+def test_map_labels_keeps_listed_classes_only() -> None:
+    label = np.array([[0, 1, 2, 3]])
+    np.testing.assert_array_equal(map_labels(label, {1: 1}), [[0, 1, 0, 0]])
+    np.testing.assert_array_equal(map_labels(label, {1: 1, 3: 2}), [[0, 1, 0, 2]])
+
+
+def test_restore_undoes_crop_and_resize() -> None:
+    cfg = PreprocessConfig(crop="center", crop_fraction=0.5, size=(32, 32), normalize="minmax")
+    image = np.random.default_rng(0).random((80, 60)).astype(np.float32)
+    label = np.zeros((80, 60), np.uint8)
+    label[30:50, 20:40] = 1  # inside the central crop (20:60, 15:45)
+    out_image, out_label, geometry = preprocess_2d(image, label, cfg)
+    assert out_image.shape == (32, 32) and geometry == Geometry((80, 60), (20, 60, 15, 45))
+    restored = restore_probabilities(out_label[None].astype(np.float32), geometry)
+    assert restored.shape == (1, 80, 60)
+    mask = restored[0] > 0.5
+    dice = 2 * (mask & (label > 0)).sum() / (mask.sum() + label.sum())
+    assert dice > 0.95
+    assert not mask[:20].any()  # outside the crop box stays background
+
+
+def test_restore_multiclass_background_outside_crop() -> None:
+    prob = np.zeros((3, 4, 4), np.float32)
+    prob[1] = 1.0
+    restored = restore_probabilities(prob, Geometry((8, 8), (2, 6, 2, 6)))
+    assert restored[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert restored[:, 4, 4].tolist() == [0.0, 1.0, 0.0]
