@@ -69,7 +69,7 @@ def crop_msd(msd: Path, dest: Path, volumes: list[str], margin: int = 6) -> Path
 def eroded_predictions(prepared: PreparedDataset) -> dict[str, np.ndarray]:
     """Every labelled case's reference with each class eroded by one pixel (in-plane for volumes)."""
     predictions = {}
-    for case_id, info in prepared.cases.items():
+    for case_id in prepared.cases:
         ref = prepared.original_label(case_id)
         structure = ndimage.generate_binary_structure(ref.ndim, 1)
         if ref.ndim == 3:

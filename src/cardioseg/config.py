@@ -173,6 +173,31 @@ class ReportConfig(_Section):
     max_cases: int = Field(3, ge=1, description="best, median and worst cases shown")
 
 
+class SweepConfig(_Section):
+    """A grid of training runs: architectures x encoders x augmentations (x losses x seeds)."""
+
+    out_dir: Path = Path("runs/sweep")
+    architectures: list[str] = Field(default_factory=lambda: ["unet"])
+    encoders: list[str | None] = Field(default_factory=lambda: ["resnet18"])
+    augmentations: list[Literal["none", "echo", "strong"]] = Field(default_factory=lambda: ["none", "echo"])
+    losses: list[Literal["bce", "dice", "dice_bce", "dice_ce", "focal"]] | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    encoder_weights: list[str | None] = Field(default_factory=lambda: [None])
+    extra_seeds_for_best: int = Field(0, ge=0, description="re-run the best N configurations with every seed")
+    backend: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address (ray://host:10001 or auto)")
+    max_concurrent: int = Field(1, ge=1)
+    cpus_per_run: float = Field(1.0, gt=0)
+    gpus_per_run: float = Field(0.0, ge=0)
+
+
+class ServeConfig(_Section):
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 opens the app to the network")
+    port: int = Field(8000, ge=1, le=65535)
+    max_upload_mb: float = Field(64.0, gt=0)
+    workers: int = Field(2, ge=1, description="concurrent inference jobs")
+
+
 class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
@@ -182,6 +207,8 @@ class Config(_Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _classes_match_labels(self) -> Config:

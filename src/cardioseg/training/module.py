@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.callbacks import Timer
 import torch
 from torch import nn
 
@@ -67,6 +68,9 @@ class SegmentationModule(L.LightningModule):
         total = self.trainer.strategy.reduce(self._val_sum.clone(), reduce_op="sum")
         count = self.trainer.strategy.reduce(self._val_count.clone(), reduce_op="sum")
         self.log("val_dice", total / count.clamp(min=1), prog_bar=True, sync_dist=False)
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+        if timer is not None:  # wall-clock training time so far, for Dice-against-time curves
+            self.log("train_seconds", float(timer.time_elapsed("train")), sync_dist=False)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # The learning-rate schedule is driven by ``callbacks.WarmupCosine`` so that it can follow

@@ -17,6 +17,7 @@ from cardioseg.viz.overlays import PRED_COLOUR, REF_COLOUR, draw_contours
 
 DISPLAY_HEIGHT = 384
 BANNER = 46
+MIN_WIDTH = 256
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 SAMPLE = 1 << 18  # grey levels estimated from about this many pixels
 
@@ -51,6 +52,8 @@ def overlay_frame(
 
 def with_banner(rgb: np.ndarray, caption: str, legend: bool = True) -> np.ndarray:
     """The frame under a black banner: the caption, then the colour legend of the contours."""
+    if rgb.shape[1] < MIN_WIDTH:  # room for the caption and legend on a narrow image
+        rgb = pad_to([rgb], 1, MIN_WIDTH)[0]
     banner = np.zeros((BANNER, rgb.shape[1], 3), np.uint8)
     cv2.putText(banner, caption, (6, 18), FONT, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     if legend:
@@ -61,10 +64,10 @@ def with_banner(rgb: np.ndarray, caption: str, legend: bool = True) -> np.ndarra
     return np.vstack([banner, rgb])
 
 
-def pad_to(frames: list[np.ndarray], multiple: int = 16) -> list[np.ndarray]:
+def pad_to(frames: list[np.ndarray], multiple: int = 16, min_width: int = 0) -> list[np.ndarray]:
     """Centre every frame on one black canvas, its sides a multiple of ``multiple`` (video codecs need it)."""
     height = -(-max(f.shape[0] for f in frames) // multiple) * multiple
-    width = -(-max(f.shape[1] for f in frames) // multiple) * multiple
+    width = -(-max(min_width, *(f.shape[1] for f in frames)) // multiple) * multiple
     out = []
     for frame in frames:
         canvas = np.zeros((height, width, 3), np.uint8)

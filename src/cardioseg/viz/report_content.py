@@ -121,7 +121,7 @@ def _spread(items: list[str], n: int) -> dict[str, str]:
     """Up to ``n`` items evenly spread from the first (worst) to the last (best), with their rank label."""
     if not items or n <= 0:
         return {}
-    picks = sorted({int(round(i)) for i in np.linspace(0, len(items) - 1, min(n, len(items)))})
+    picks = sorted(set(np.linspace(0, len(items) - 1, min(n, len(items))).round().astype(int).tolist()))
     labels = {0: "worst", len(items) // 2: "median", len(items) - 1: "best"}
     return {items[i]: labels.get(i, f"rank {len(items) - i} of {len(items)}") for i in picks}
 

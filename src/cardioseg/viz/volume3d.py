@@ -42,7 +42,7 @@ def volume_figure(
     fig.update_layout(
         title={"text": title, "x": 0.02},
         scene={"aspectmode": "data", "xaxis_title": f"x [{unit}]", "yaxis_title": f"y [{unit}]",
-               "zaxis_title": f"z [{unit}]"},
+               "zaxis_title": f"z [{unit}]", "camera": {"eye": {"x": 1.6, "y": 1.6, "z": 1.0}}},
         legend={"x": 0.02, "y": 0.95},
         margin={"l": 0, "r": 0, "t": 40, "b": 0},
         height=520,
