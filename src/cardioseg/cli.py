@@ -251,3 +251,68 @@ def report(
 
     cfg = resolve(config, set_, **{"report.out": out})
     console.print(f"Report: [bold]{build_report(run_dir, cfg, evaluation)}[/]")
+
+
+@app.command()
+@reports_errors
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="image files, folders (searched recursively), DICOM files, NIfTI/MHD volumes")],
+    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file (.safetensors, or .onnx from `cardioseg export`); repeat for an ensemble")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder")] = None,
+    backend: Annotated[str | None, typer.Option(help="torch, onnx or auto (ONNX Runtime when an export is at hand)")] = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="average over left-right and up-down flips")] = None,
+    overlays: Annotated[bool | None, typer.Option("--overlays/--no-overlays", help="also write contour overlays (PNG)")] = None,
+    probabilities: Annotated[bool | None, typer.Option("--probabilities/--no-probabilities", help="also write probability maps (.npy, NIfTI for volumes)")] = None,
+    visible: Annotated[bool, typer.Option("--visible", help="also write 2D masks spread over 0..255 (0/255 when binary)")] = False,
+    threshold: Annotated[float | None, typer.Option(help="foreground probability threshold of one-channel models")] = None,
+    closing_radius: Annotated[int | None, typer.Option(help="morphological closing radius in pixels (0 = off)")] = None,
+    fill_holes: Annotated[bool | None, typer.Option("--fill-holes/--no-fill-holes")] = None,
+    largest_component: Annotated[bool | None, typer.Option("--largest-component/--no-largest-component")] = None,
+    precision: Annotated[str | None, typer.Option(help="torch backend: auto, bf16 or 32")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="images per network call")] = None,
+    memory_mb: Annotated[float | None, typer.Option("--memory-mb", help="memory for one volume (default: half of what is free); larger volumes are streamed")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Segment images, DICOM files and volumes; masks keep each input's size, layout and geometry."""
+    from cardioseg.inference.predict import predict_files
+
+    cfg = resolve(
+        config, set_,
+        **{"predict.out_dir": out, "predict.backend": backend, "predict.tta": tta, "predict.overlays": overlays,
+           "predict.probabilities": probabilities, "predict.postprocess.threshold": threshold,
+           "predict.postprocess.closing_radius": closing_radius, "predict.postprocess.fill_holes": fill_holes,
+           "predict.postprocess.largest_component": largest_component, "predict.precision": precision,
+           "predict.batch_size": batch_size},
+    )
+    result = predict_files(inputs, model, cfg, visible_masks=visible, memory_budget_mb=memory_mb, progress=not quiet)
+    console.print(
+        f"Segmented {len(result.outputs)} input(s) ({result.n_planes} planes) in {result.seconds:.1f}s, "
+        f"network {result.ms_per_image:.1f} ms/plane [{', '.join(result.backends)}]; outputs in [bold]{result.out_dir}[/]"
+    )
+    if result.skipped:
+        console.print(f"[yellow]{len(result.skipped)} file(s) of other types left out[/], e.g. {result.skipped[0]}")
+    if cfg.predict.backend == "auto" and any(b.endswith(": torch") for b in result.backends):
+        console.print("hint: `cardioseg export -m MODEL` once, and --backend auto runs on ONNX Runtime (faster on CPU)")
+
+
+@app.command()
+@reports_errors
+def export(
+    model: Annotated[Path, typer.Option("--model", "-m", help="model file (model.safetensors)")],
+    fmt: Annotated[str | None, typer.Option("--format", "-f", help="onnx or torchscript")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output file (default: next to the model)")] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset")] = None,
+    dynamic_batch: Annotated[bool | None, typer.Option("--dynamic-batch/--fixed-batch", help="any batch size, or exactly 1")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Export a model with its intensity normalisation and activation to ONNX or TorchScript, plus a JSON sidecar."""
+    from cardioseg.inference.export import export_model
+
+    cfg = resolve(config, set_, **{"export.format": fmt, "export.out": out, "export.opset": opset,
+                                   "export.dynamic_batch": dynamic_batch})
+    result = export_model(model, cfg.export)
+    console.print(f"Exported [bold]{result.path}[/] (sidecar {result.sidecar.name}); "
+                  f"largest probability difference from PyTorch on a check batch: {result.max_abs_diff:.2e}")

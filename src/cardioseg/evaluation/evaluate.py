@@ -206,24 +206,28 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def summary_table(result: EvaluationResult) -> Table:
-    """Mean ± std (median) of each metric, without and with post-processing."""
-    unit = result.summary["distance_unit"]
-    table = Table(title=f"{result.summary['arch']} on {result.summary['split']} "
-                        f"({result.summary['n_cases']} cases, original resolution)")
-    table.add_column("class")
-    table.add_column("metric")
-    for variant in VARIANTS:
-        table.add_column(f"{variant}: mean ± std (median)", justify="right")
-    rows: dict[tuple[str, str], list[str]] = {}
-    for variant in VARIANTS:
-        for rec in result.summary["metrics"][variant]:
-            metric = rec["metric"] + (f" [{unit}]" if rec["metric"] in ("hd", "hd95", "assd") else "")
-            cell = "n/a" if rec["mean"] is None else f"{rec['mean']:.4f} ± {rec['std'] or 0:.4f} ({rec['median']:.4f})"
-            if rec["n_undefined"]:
-                cell += f" [{rec['n_undefined']} undef.]"
-            rows.setdefault((str(rec["class_name"]), metric), []).append(cell)
-    for (class_name, metric), cells in rows.items():
-        table.add_row(class_name, metric, *cells)
-    table.caption = (f"{result.summary['parameters'] / 1e6:.2f} M parameters, {result.summary['model_file_mb']} MB, "
-                     f"{result.summary['inference_ms_per_image']} ms/image")
+    """Mean ± std of each metric without and with post-processing, and the post-processed median."""
+    summary = result.summary
+    unit = summary["distance_unit"]
+    classes = list(dict.fromkeys(str(r["class_name"]) for r in summary["metrics"]["raw"]))
+    table = Table(title=f"{summary['arch']} on {summary['split']}: {', '.join(classes)} "
+                        f"({summary['n_cases']} cases, original resolution)")
+    columns = ["metric", "raw", "post-processed", "median", "undef."]
+    if len(classes) > 1:
+        columns.insert(0, "class")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("class", "metric") else "right", no_wrap=True)
+
+    def cell(value: float | None, std: float | None = None) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" if std is None else f"{value:.3f} ± {std or 0:.3f}"
+
+    for raw, post in zip(summary["metrics"]["raw"], summary["metrics"]["post"], strict=True):
+        metric = raw["metric"] + (f" ({unit})" if raw["metric"] in ("hd", "hd95", "assd") else "")
+        row = [metric, cell(raw["mean"], raw["std"]), cell(post["mean"], post["std"]), cell(post["median"]),
+               str(post["n_undefined"] or "")]
+        table.add_row(*([str(raw["class_name"])] if len(classes) > 1 else []), *row)
+    table.caption = (f"{summary['parameters'] / 1e6:.2f} M parameters, {summary['model_file_mb']} MB, "
+                     f"{summary['inference_ms_per_image']} ms/image")
     return table

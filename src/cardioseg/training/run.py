@@ -22,6 +22,7 @@ from cardioseg.errors import CheckpointError
 from cardioseg.fileio import write_text
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
 from cardioseg.models.factory import build_model
+from cardioseg.models.registry import get_model_entry
 from cardioseg.training.callbacks import AtomicCheckpointIO, WarmupCosine
 from cardioseg.training.module import SegmentationModule
 
@@ -86,6 +87,7 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     tc = cfg.train
     if tc.threads:
         torch.set_num_threads(tc.threads)
+    get_model_entry(cfg.model.arch)  # an unknown name fails before anything is written
     prepared = PreparedDataset(cfg.data.prepared)
     cfg = cfg.model_copy(deep=True)
     cfg.model.classes = classes_for(prepared)

@@ -1,0 +1,160 @@
+"""Clinical outputs of an evaluation: LA volumes on real MSD masks, EF on real CAMUS patients, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from evaluation_folders import eroded_predictions
+
+from cardioseg.clinical.echo import EchoLabels, echo_labels, ef_table
+from cardioseg.clinical.report import clinical_outputs
+from cardioseg.clinical.volumetry import volume_row
+from cardioseg.data.prepared import PreparedDataset
+
+
+def with_meta(prepared: PreparedDataset, dest: Path, meta: dict[str, dict[str, Any]]) -> PreparedDataset:
+    """A copy of a prepared dataset with extra case meta (as the CAMUS original-layout reader records it)."""
+    shutil.copytree(prepared.root, dest)
+    cases = json.loads((dest / "cases.json").read_text())
+    for case_id, extra in meta.items():
+        cases[case_id]["meta"].update(extra)
+    (dest / "cases.json").write_text(json.dumps(cases))
+    return PreparedDataset(dest)
+
+
+def test_volume_of_a_known_cube_in_ml() -> None:
+    ref = np.zeros((20, 20, 20), bool)
+    ref[5:15, 5:15, 5:15] = True  # 1000 voxels of 1.25 x 1.25 x 1.37 mm = 2140.625 mm³
+    pred = ref.copy()
+    pred[5:7] = False  # 800 voxels
+    row = volume_row(pred, ref, (1.25, 1.25, 1.37))
+    assert row["mm3_ref"] == pytest.approx(2140.625)
+    assert row["ml_ref"] == pytest.approx(2.140625)
+    assert row["ml_pred"] == pytest.approx(1.7125)
+    assert row["error"] == pytest.approx(-0.428125)
+    assert row["rel_error"] == pytest.approx(0.2)
+    assert row["unit"] == "mL" and row["notes"] == ""
+
+
+def test_empty_masks_give_notes_not_ratios() -> None:
+    empty = np.zeros((4, 4, 4), bool)
+    row = volume_row(empty, empty, None)
+    assert row["unit"] == "voxels" and row["ml_ref"] is None
+    assert math.isnan(row["rel_error"])
+    assert "reference mask is empty" in row["notes"] and "predicted mask is empty" in row["notes"]
+
+
+def test_left_atrium_volumes_of_real_msd_masks(msd_small: PreparedDataset, msd_eval: Path) -> None:
+    summary = json.loads((msd_eval / "summary.json").read_text())["clinical"]
+    table = pd.read_csv(msd_eval / "clinical_volumes.csv")
+    assert sorted(table["case_id"]) == sorted(msd_small.cases)
+    for _, row in table.iterrows():
+        spacing = msd_small.spacing(row["case_id"])
+        assert spacing is not None
+        voxels = int((msd_small.original_label(row["case_id"]) == 1).sum())
+        assert row["voxels_ref"] == voxels
+        assert row["ml_ref"] == pytest.approx(voxels * np.prod(spacing) / 1000, rel=1e-5)
+        assert 0 < row["ml_pred"] < row["ml_ref"]  # erosion shrinks
+    stats = summary["volumes"]["agreement"]["left atrium"]
+    assert stats["n"] == len(table) and stats["bias"] < 0
+    assert stats["mae"] == pytest.approx(table["abs_error"].mean(), rel=1e-4)
+    assert summary["volumes"]["unit"] == "mL"
+    assert (msd_eval / "bland_altman_volume.png").stat().st_size > 10_000
+    assert "ef" not in summary and not (msd_eval / "clinical_ef.csv").exists()
+
+
+def test_ef_of_reference_against_itself_agrees_exactly(camus_small: PreparedDataset) -> None:
+    table, notes = ef_table(camus_small, {c: camus_small.original_label(c) for c in camus_small.cases})
+    assert len(table) == 4 and table["ef_ref"].notna().all()
+    assert np.array_equal(table["ef_pred"], table["ef_ref"]) and np.array_equal(table["edv_pred"], table["edv_ref"])
+    assert (table["unit"] == "px^3").all()
+    assert any("pixel units" in note for note in notes)
+
+
+def test_ef_agreement_matches_the_written_table(camus_eval: Path) -> None:
+    summary = json.loads((camus_eval / "summary.json").read_text())["clinical"]
+    table = pd.read_csv(camus_eval / "clinical_ef.csv")
+    assert (table["edv_pred"] < table["edv_ref"]).all() and (table["esv_pred"] < table["esv_ref"]).all()
+    assert table["ef_ref"].between(20, 85).all()  # plausible real EFs
+    diff = table["ef_pred"] - table["ef_ref"]
+    stats = summary["ef"]["agreement"]["ef"]
+    assert stats["n"] == 4
+    assert stats["bias"] == pytest.approx(diff.mean(), abs=1e-4)
+    assert stats["mae"] == pytest.approx(diff.abs().mean(), abs=1e-4)
+    assert stats["loa_upper"] == pytest.approx(diff.mean() + 1.96 * diff.std(ddof=1), abs=1e-3)
+    assert np.allclose(table["ef_error"], diff, atol=1e-3)
+    assert (camus_eval / "bland_altman_ef.png").is_file() and not (camus_eval / "bland_altman_ef_info.png").exists()
+
+
+def test_patient_without_its_4ch_view_gets_a_note(camus_small: PreparedDataset) -> None:
+    predictions = {c: p for c, p in eroded_predictions(camus_small).items() if not c.startswith("patient0002_4CH")}
+    table, _ = ef_table(camus_small, predictions)
+    table = table.set_index("patient_id")
+    lonely = table.loc["patient0002"]
+    assert math.isnan(lonely["ef_pred"]) and math.isnan(lonely["ef_ref"]) and math.isnan(lonely["edv_pred"])
+    assert "ED: no 4CH view" in lonely["notes"] and "ES: no 4CH view" in lonely["notes"]
+    assert table.drop(index="patient0002")["ef_pred"].notna().all()
+
+
+def test_empty_predicted_mask_gives_a_note(camus_small: PreparedDataset) -> None:
+    predictions = eroded_predictions(camus_small)
+    predictions["patient0003_2CH_ES"] = np.zeros_like(predictions["patient0003_2CH_ES"])
+    table, _ = ef_table(camus_small, predictions)
+    row = table.set_index("patient_id").loc["patient0003"]
+    assert math.isnan(row["esv_pred"]) and math.isnan(row["ef_pred"]) and row["ef_ref"] > 0
+    assert "predicted ES: 2CH cavity mask is empty" in row["notes"]
+
+
+def test_no_predictions_is_a_note(camus_small: PreparedDataset, tmp_path: Path) -> None:
+    (tmp_path / "clinical_ef.csv").write_text("stale")  # from an earlier evaluation into the same folder
+    summary = clinical_outputs(camus_small, {}, tmp_path)
+    assert summary["notes"] == ["no predictions: no clinical index computed"]
+    assert not (tmp_path / "clinical_ef.csv").exists()
+
+
+def test_info_file_ef_is_a_second_reference(camus_small: PreparedDataset, tmp_path: Path) -> None:
+    meta = {c: {"EF": 55.0, "ImageQuality": "Good"} for c in camus_small.cases if c.startswith("patient0001_2CH")}
+    meta |= {c: {"EF": 57.0} for c in camus_small.cases if c.startswith("patient0001_4CH")}
+    prepared = with_meta(camus_small, tmp_path / "prepared", meta)
+    summary = clinical_outputs(prepared, eroded_predictions(prepared), tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "clinical_ef.csv", index_col="patient_id")
+    assert table.loc["patient0001", "ef_info"] == pytest.approx(56.0)  # the two views disagree: their mean
+    assert "Info files disagree on EF" in table.loc["patient0001", "notes"]
+    assert table["ef_info"].isna().sum() == 3
+    assert summary["ef"]["agreement_with_info"]["ef_ref"]["n"] == 1
+    assert (tmp_path / "out" / "bland_altman_ef_info.png").is_file()
+
+
+def test_multiclass_camus_uses_the_atrium(camus_multiclass: PreparedDataset, tmp_path: Path) -> None:
+    assert echo_labels(camus_multiclass) == (EchoLabels(cavity=1, atrium=3), "")
+    table, _ = ef_table(camus_multiclass, {c: camus_multiclass.original_label(c) for c in camus_multiclass.cases})
+    assert table["ef_ref"].between(20, 85).all()
+    notes = table.set_index("patient_id")["notes"]
+    assert "geometric annulus" not in notes["patient0002"]  # the LV/LA border gave all four annuli
+    # camus224's resizing put myocardium pixels between LV and LA in one view: said, not hidden
+    assert "reference ED: 2CH: atrium does not touch the cavity; geometric annulus used" in notes["patient0001"]
+
+
+@pytest.mark.parametrize(
+    ("layout", "labels", "class_ids", "expected"),
+    [
+        ("camus_png", {"1": 1, "3": 2}, [0, 1, 2], EchoLabels(1, 2)),
+        ("camus_png", {"2": 1}, [0, 1], None),  # myocardium only: no cavity
+        ("camus_png", {"1": 1, "3": 1}, [0, 1], None),  # cavity merged with the atrium
+        ("folders", None, [0, 1], EchoLabels(1, None)),
+        ("folders", None, [0, 1, 2], None),
+    ],
+)
+def test_which_class_is_the_cavity(layout: str, labels: Any, class_ids: list[int], expected: EchoLabels | None) -> None:
+    stub = SimpleNamespace(info={"layout": layout, "labels": labels}, class_ids=class_ids)
+    found, reason = echo_labels(stub)  # type: ignore[arg-type]
+    assert found == expected
+    assert (reason != "") == (expected is None or layout == "folders")
