@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import lightning as L
-from lightning.pytorch.callbacks import Timer
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from cardioseg.config import ModelConfig, TrainConfig

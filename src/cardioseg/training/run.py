@@ -12,11 +12,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader
 
 from cardioseg.config import Config, parse_duration
-from cardioseg.data.augment import build_augmentation
-from cardioseg.data.dataset import SliceDataset
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import CheckpointError
 from cardioseg.fileio import write_text
@@ -24,6 +21,7 @@ from cardioseg.models.checkpoint import ModelBundle, save_bundle
 from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
 from cardioseg.training.callbacks import AtomicCheckpointIO, WarmupCosine
+from cardioseg.training.datamodule import SegmentationData
 from cardioseg.training.module import SegmentationModule
 
 MODEL_FILE = "model.safetensors"
@@ -60,25 +58,13 @@ def classes_for(prepared: PreparedDataset) -> int:
     return 1 if n_foreground <= 1 else n_foreground + 1
 
 
-def _loaders(cfg: Config, prepared: PreparedDataset, binary: bool) -> tuple[DataLoader, DataLoader]:
-    train_set = SliceDataset(prepared, "train", binary, build_augmentation(cfg.train.augment))
-    val_split = "val" if len(prepared.indices("val")) else "test"
-    val_set = SliceDataset(prepared, val_split, binary)
-    workers = cfg.train.num_workers
-    common = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available()}
-    generator = torch.Generator().manual_seed(cfg.train.seed)
-    drop_last = len(train_set) > cfg.train.batch_size
-    return (
-        DataLoader(train_set, cfg.train.batch_size, shuffle=True, drop_last=drop_last, generator=generator, **common),
-        DataLoader(val_set, cfg.train.batch_size * 2, shuffle=False, **common),
-    )
-
-
 def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # val_dice is reduced by hand (sum and count over processes), so Lightning's sync hint does not apply
+    warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 def train(cfg: Config, progress: bool = True) -> TrainResult:
@@ -101,12 +87,13 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
     binary = cfg.model.classes == 1
-    train_loader, val_loader = _loaders(cfg, prepared, binary)
+    data = SegmentationData(cfg, prepared, binary)
+    world = tc.devices * tc.num_nodes
     model = build_model(cfg.model)
     module = SegmentationModule(model, cfg.model, tc)
 
     budget_s = parse_duration(tc.time_budget) if tc.time_budget else None
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = data.steps_per_epoch(world)
     callbacks: list[L.Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_dice", mode="max", save_top_k=1,
                         enable_version_counter=False),
@@ -115,7 +102,7 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
         Timer(duration=budget_s and {"seconds": budget_s}, interval="step"),
     ]
     if tc.scheduler == "cosine":
-        callbacks.append(WarmupCosine(tc.lr, tc.epochs * steps_per_epoch // max(1, tc.devices * tc.num_nodes), budget_s))
+        callbacks.append(WarmupCosine(tc.lr, tc.epochs * steps_per_epoch, budget_s))
     if tc.early_stopping_patience:
         callbacks.append(EarlyStopping("val_dice", mode="max", patience=tc.early_stopping_patience))
     if progress:
@@ -127,7 +114,8 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
         accelerator="auto",
         devices=tc.devices,
         num_nodes=tc.num_nodes,
-        strategy="ddp" if tc.devices * tc.num_nodes > 1 else "auto",
+        strategy="ddp" if world > 1 else "auto",
+        use_distributed_sampler=False,  # SegmentationData shards itself, without padding validation
         precision=precision,
         deterministic=tc.deterministic,
         callbacks=callbacks,
@@ -141,7 +129,7 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     )
     last = ckpt_dir / "last.ckpt"
     started = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     elapsed = time.perf_counter() - started
     if not trainer.is_global_zero:
         return TrainResult(run_dir, run_dir / MODEL_FILE, None, trainer.current_epoch, elapsed, precision)

@@ -1,0 +1,153 @@
+"""One uploaded file in, its grey levels and class probabilities out, on the grid the app edits.
+
+The model is opened once, as `cardioseg predict` opens it (``load_member``, ``Segmenter``), so the
+app shows exactly what a prediction run would give. Every scan is held as (i, j, k) arrays: a 2D
+image is one plane (k = 1), oriented by the model's fix (camus224 PNGs are stored transposed;
+the fix turns them apex up, the layout the biplane Simpson method assumes); a NIfTI volume stays
+in file order and is turned for display slice by slice. Probabilities are kept as float16: the
+threshold slider needs no finer steps and a volume costs half the memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cardioseg.app.sniff import Kind
+from cardioseg.config import Config
+from cardioseg.data.preprocess import orient
+from cardioseg.data.readers.base import check_image, read_dicom, read_raster
+from cardioseg.errors import DataError
+from cardioseg.inference.export import read_sidecar
+from cardioseg.inference.members import load_member
+from cardioseg.inference.pipeline import Segmenter, orient_channels
+from cardioseg.inference.predict import default_memory_budget
+from cardioseg.inference.volumes import VolumeFile
+from cardioseg.models.checkpoint import read_header
+from cardioseg.viz.frames import grey_levels
+
+MAX_VOXELS = 1 << 26
+"""Largest scan accepted (64 M voxels, about 320 MB held per session): a small compressed upload
+can still inflate to an image far larger than the upload limit."""
+
+CAMUS_CAVITY, CAMUS_ATRIUM = 1, 3
+
+
+@dataclass(frozen=True)
+class SegModel:
+    """The served model: the segmenter and what the app needs to know about its classes."""
+
+    name: str
+    segmenter: Segmenter
+    class_names: dict[int, str]
+    cavity_label: int
+    atrium_label: int | None
+    orientation_fix: str
+    batch_size: int
+
+    @property
+    def labels(self) -> list[int]:
+        """Foreground class ids of the label maps: 1 for a binary model, 1..K otherwise."""
+        return list(self.class_names)
+
+
+@dataclass
+class Scan:
+    """An uploaded file, read and segmented."""
+
+    kind: Kind
+    image: np.ndarray  # uint8 display grey levels, (i, j, k)
+    prob: np.ndarray  # float16 probabilities, (C, i, j, k)
+    spacing: tuple[float, float, float] | None  # mm per axis of (i, j, k)
+    affine: np.ndarray | None  # NIfTI affine, for the radiological display of slices
+    orientation_fix: str  # applied to a 2D image here, undone for its PNG download
+    volume: VolumeFile | None  # the NIfTI source, so a downloaded mask keeps its header
+
+    @property
+    def n_bytes(self) -> int:
+        return self.image.nbytes + self.prob.nbytes
+
+
+def load_model(path: Path, cfg: Config, scratch: Path) -> SegModel:
+    """Open the checkpoint (or exported ONNX file) given on the command line, never an uploaded one."""
+    path = Path(path)
+    member = load_member(path, cfg.predict, scratch)
+    header = read_sidecar(path)["header"] if path.suffix == ".onnx" else read_header(path)
+    mapping = {int(k): int(v) for k, v in (header.get("labels") or {}).items()}
+    labels = [1] if member.classes == 1 else list(range(1, member.classes))
+    return SegModel(
+        name=path.name,
+        segmenter=Segmenter([member]),
+        class_names={k: member.class_names.get(k, f"class {k}") for k in labels},
+        cavity_label=mapping.get(CAMUS_CAVITY, 1),
+        atrium_label=mapping.get(CAMUS_ATRIUM) if member.classes > 1 else None,
+        orientation_fix=member.orientation_fix,
+        batch_size=cfg.predict.batch_size,
+    )
+
+
+def _check_size(n_voxels: int) -> None:
+    if n_voxels > MAX_VOXELS:
+        raise DataError(f"the image has {n_voxels:,} pixels; the app takes at most {MAX_VOXELS:,}")
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """Grey levels windowed to the 1st-99th percentiles, as uint8."""
+    low, high = grey_levels(image)
+    return np.round(np.clip((image.astype(np.float32) - low) / (high - low), 0, 1) * 255).astype(np.uint8)
+
+
+def _read_plane(path: Path, kind: Kind) -> tuple[np.ndarray, tuple[float, float] | None]:
+    if kind is Kind.DICOM:
+        image, spacing, _ = read_dicom(path)
+        return check_image(image, path), spacing
+    with Image.open(path) as opened:
+        _check_size(opened.width * opened.height)
+    return check_image(read_raster(path), path), None
+
+
+def segment_image(model: SegModel, path: Path, kind: Kind) -> Scan:
+    """A PNG, JPEG or DICOM image: probabilities on its own grid, then the model's orientation fix."""
+    image, spacing = _read_plane(path, kind)
+    _check_size(image.size)
+    prob = model.segmenter.images([image])[0]
+    fix = model.orientation_fix
+    if spacing is not None and fix == "transpose":
+        spacing = spacing[::-1]
+    return Scan(
+        kind=kind,
+        image=_display(orient(image, fix))[..., None],
+        prob=orient_channels(prob, fix).astype(np.float16)[..., None],
+        spacing=(*spacing, 1.0) if spacing is not None else None,
+        affine=None,
+        orientation_fix=fix,
+        volume=None,
+    )
+
+
+def segment_volume(model: SegModel, path: Path, kind: Kind) -> Scan:
+    """A NIfTI volume, plane by plane along the model's slice axis, on the file's grid."""
+    volume = VolumeFile(path)
+    _check_size(volume.n_voxels)
+    seg = model.segmenter
+    prob = np.zeros((seg.classes, *volume.shape), np.float16)
+    for k, plane in seg.volume(volume, default_memory_budget(), model.batch_size):
+        np.moveaxis(prob, seg.slice_axis + 1, 1)[:, k] = plane
+    zooms = tuple(float(z) for z in volume.image.header.get_zooms()[:3])
+    return Scan(
+        kind=kind,
+        image=_display(volume.read()),
+        prob=prob,
+        spacing=(*zooms, *(1.0,) * (3 - len(zooms))),  # type: ignore[arg-type]
+        affine=np.asarray(volume.image.affine),
+        orientation_fix="none",
+        volume=volume,
+    )
+
+
+def segment_file(model: SegModel, path: Path, kind: Kind) -> Scan:
+    """Dispatch on the sniffed kind (never on the file name)."""
+    return segment_volume(model, path, kind) if kind.is_volume else segment_image(model, path, kind)
