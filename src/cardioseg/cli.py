@@ -44,6 +44,10 @@ def reports_errors(func: F) -> F:
         except CardiosegError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except OSError as exc:  # a full disk, a read-only folder, a vanished file: say which, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            err_console.print(f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: run the same command again to resume")
             raise typer.Exit(130) from None
@@ -316,3 +320,52 @@ def export(
     result = export_model(model, cfg.export)
     console.print(f"Exported [bold]{result.path}[/] (sidecar {result.sidecar.name}); "
                   f"largest probability difference from PyTorch on a check batch: {result.max_abs_diff:.2e}")
+
+
+@app.command()
+@reports_errors
+def sweep(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="sweep folder (resumes if it holds a sweep)")] = None,
+    backend: Annotated[str | None, typer.Option(help="local (one run after another) or ray")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (auto, ray://host:10001); default: a private local Ray")] = None,
+    max_concurrent: Annotated[int | None, typer.Option("--max-concurrent", help="runs at once on Ray")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Train and evaluate a grid of architectures x encoders x augmentations; write the study's tables and plots."""
+    from cardioseg.sweep.run import run_sweep
+
+    cfg = resolve(config, set_, **{"sweep.out_dir": out, "sweep.backend": backend, "sweep.address": address,
+                                   "sweep.max_concurrent": max_concurrent})
+
+    def show(record: dict[str, Any], done: int, total: int) -> None:
+        if record["status"] == "ok":
+            outcome = f"Dice {record['metrics']['dice']:.4f} in {record['finished'] - record['started']:.0f}s"
+        else:
+            outcome = f"[red]failed[/]: {record['error']}"
+        console.print(f"[{done}/{total}] {record['run_id']}: {outcome}", highlight=False)
+
+    result = run_sweep(cfg, on_record=show)
+    console.print(f"{result.ran} run(s) done, {result.skipped} already finished, {len(result.failed)} failed; "
+                  f"report: [bold]{result.written['markdown']}[/] and {result.written['html'].name}, "
+                  f"tables in {result.out_dir / 'tables'}, plots in {result.out_dir / 'plots'}")
+
+
+@app.command()
+@reports_errors
+def serve(
+    model: Annotated[Path, typer.Option("--model", "-m", help="model file (model.safetensors) to serve")],
+    host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1); 0.0.0.0 opens the app to the network")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """A local web app to review segmentations and correct them with a brush (see docs/app.md)."""
+    import uvicorn
+
+    from cardioseg.app.server import create_app
+
+    cfg = resolve(config, set_, **{"serve.host": host, "serve.port": port})
+    web_app = create_app(model, cfg)
+    console.print(f"Serving {model} at [bold]http://{cfg.serve.host}:{cfg.serve.port}[/] (Ctrl+C stops)")
+    uvicorn.run(web_app, host=cfg.serve.host, port=cfg.serve.port, log_level="warning")

@@ -82,14 +82,23 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise CardiosegError(f"cannot write here: {exc.strerror or exc}", target.parent) from None
     try:
         yield tmp
+        # Swap in two renames so the old directory is never deleted before the new one is complete.
+        old = target.with_name(f".{target.name}.old")
         if target.exists():
-            shutil.rmtree(target)
+            os.replace(target, old)
         os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CardiosegError(f"could not write ({exc.strerror or exc}; is the disk full?)", target) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,22 +11,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from evaluation_folders import eroded_predictions
 
 from cardioseg.clinical.echo import EchoLabels, echo_labels, ef_table
 from cardioseg.clinical.report import clinical_outputs
 from cardioseg.clinical.volumetry import volume_row
 from cardioseg.data.prepared import PreparedDataset
+from evaluation_folders import eroded_predictions
 
 
-def with_meta(prepared: PreparedDataset, dest: Path, meta: dict[str, dict[str, Any]]) -> PreparedDataset:
-    """A copy of a prepared dataset with extra case meta (as the CAMUS original-layout reader records it)."""
-    shutil.copytree(prepared.root, dest)
-    cases = json.loads((dest / "cases.json").read_text())
+def with_meta(prepared: PreparedDataset, meta: dict[str, dict[str, Any]]) -> PreparedDataset:
+    """A fresh view of a prepared dataset with extra case meta in memory (as the CAMUS original-layout
+    reader records it); the shared fixture is left as it is."""
+    view = PreparedDataset(prepared.root)
     for case_id, extra in meta.items():
-        cases[case_id]["meta"].update(extra)
-    (dest / "cases.json").write_text(json.dumps(cases))
-    return PreparedDataset(dest)
+        view.cases[case_id]["meta"].update(extra)
+    return view
 
 
 def test_volume_of_a_known_cube_in_ml() -> None:
@@ -123,14 +121,14 @@ def test_no_predictions_is_a_note(camus_small: PreparedDataset, tmp_path: Path) 
 def test_info_file_ef_is_a_second_reference(camus_small: PreparedDataset, tmp_path: Path) -> None:
     meta = {c: {"EF": 55.0, "ImageQuality": "Good"} for c in camus_small.cases if c.startswith("patient0001_2CH")}
     meta |= {c: {"EF": 57.0} for c in camus_small.cases if c.startswith("patient0001_4CH")}
-    prepared = with_meta(camus_small, tmp_path / "prepared", meta)
-    summary = clinical_outputs(prepared, eroded_predictions(prepared), tmp_path / "out")
-    table = pd.read_csv(tmp_path / "out" / "clinical_ef.csv", index_col="patient_id")
+    prepared = with_meta(camus_small, meta)
+    summary = clinical_outputs(prepared, eroded_predictions(prepared), tmp_path)
+    table = pd.read_csv(tmp_path / "clinical_ef.csv", index_col="patient_id")
     assert table.loc["patient0001", "ef_info"] == pytest.approx(56.0)  # the two views disagree: their mean
     assert "Info files disagree on EF" in table.loc["patient0001", "notes"]
     assert table["ef_info"].isna().sum() == 3
     assert summary["ef"]["agreement_with_info"]["ef_ref"]["n"] == 1
-    assert (tmp_path / "out" / "bland_altman_ef_info.png").is_file()
+    assert (tmp_path / "bland_altman_ef_info.png").is_file()
 
 
 def test_multiclass_camus_uses_the_atrium(camus_multiclass: PreparedDataset, tmp_path: Path) -> None:

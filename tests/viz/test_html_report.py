@@ -16,34 +16,36 @@ from cardioseg.config import load_config
 from cardioseg.errors import DataError
 from cardioseg.fileio import write_npz
 from cardioseg.viz.report import build_report
+from cardioseg.viz.report_inputs import load_evaluation
 
 EXTERNAL = re.compile(r"""<(?:script|img|video|link|iframe)[^>]*(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
+
+
+NO_MEDIA = {"report.max_videos": 0, "report.max_cases": 1}  # the bad-input tests need no videos
 
 
 def copy_evaluation(evaluation: Path, dest: Path) -> Path:
     return Path(shutil.copytree(evaluation, dest))
 
 
-def test_echo_report_is_self_contained(camus_eval: Path, tmp_path: Path) -> None:
-    evaluation = copy_evaluation(camus_eval, tmp_path / "evaluation")
-    html = build_report(evaluation, load_config()).read_text()
+def test_echo_report_is_self_contained(echo_report: Path) -> None:
+    html = echo_report.read_text()
     assert not EXTERNAL.search(html)  # nothing fetched: every image and video is inline
     assert html.count('src="data:image/png;base64,') >= 5  # distributions, Bland-Altman, 3 cases
     assert html.count('src="data:video/mp4;base64,') == 4  # one video per patient (4 patients)
     assert "Left-ventricular volumes and ejection fraction" in html and "Bland-Altman" in html
     assert 'class="sortable"' in html and "patient0001_2CH_ED" in html
     assert "the cases of this evaluation are 2D images" in html  # no 3D view, said so
-    assert sorted(p.name for p in (evaluation / "videos").iterdir()) == [f"patient000{i}.mp4" for i in range(1, 5)]
+    videos = sorted(p.name for p in (echo_report.parent / "videos").iterdir())
+    assert videos == [f"patient000{i}.mp4" for i in range(1, 5)]
 
 
-def test_mri_report_has_volumes_and_3d_view(msd_eval: Path, tmp_path: Path) -> None:
-    evaluation = copy_evaluation(msd_eval, tmp_path / "evaluation")
-    cfg = load_config(overrides={"report.max_videos": 1, "report.out": str(tmp_path / "mri.html")})
-    html = build_report(evaluation, cfg).read_text()
+def test_mri_report_has_volumes_and_3d_view(mri_report: Path) -> None:
+    html = mri_report.read_text()
     assert "Volumes of the 3D segmentations" in html and "left atrium volume" in html
     assert 'id="view3d-plot"' in html and not EXTERNAL.search(html)
     assert html.count('src="data:video/mp4;base64,') == 1
-    assert len(list(evaluation.glob("volume3d_*.html"))) == 1
+    assert len(list(mri_report.parent.glob("volume3d_*.html"))) == 1
 
 
 def test_run_folder_finds_its_evaluation_and_curves(camus_eval: Path, tmp_path: Path) -> None:
@@ -52,7 +54,7 @@ def test_run_folder_finds_its_evaluation_and_curves(camus_eval: Path, tmp_path: 
     (run / "model.safetensors").write_bytes(b"")
     shutil.copy(evaluation / "bland_altman_ef.png", run / "training_curves.png")  # any PNG stands in
     (run / "config.yaml").write_text("model:\n  arch: unet\n")
-    html = build_report(run, load_config(overrides={"report.max_videos": 0})).read_text()
+    html = build_report(run, load_config(overrides=NO_MEDIA)).read_text()
     assert (run / "report.html").is_file()
     assert "Loss and validation Dice per epoch" in html and "arch: unet" in html
     assert "No videos" in html
@@ -63,7 +65,7 @@ def test_evaluation_elsewhere_is_taken_from_the_config_only_for_its_own_model(ca
     run.mkdir()
     (run / "model.safetensors").write_bytes(b"")
     evaluation = copy_evaluation(camus_eval, tmp_path / "evaluation")
-    cfg = load_config(overrides={"evaluate.out_dir": str(evaluation), "report.max_videos": 0})
+    cfg = load_config(overrides={"evaluate.out_dir": str(evaluation), **NO_MEDIA})
     html = build_report(run, cfg).read_text()
     assert "no evaluation found for this run" in html  # the summary names another model
     summary = json.loads((evaluation / "summary.json").read_text())
@@ -93,10 +95,9 @@ def test_missing_4ch_and_empty_masks_are_noted(camus_eval: Path, tmp_path: Path)
     summary = json.loads((evaluation / "summary.json").read_text())
     del summary["clinical"]
     (evaluation / "summary.json").write_text(json.dumps(summary))
-    html = build_report(evaluation, load_config(overrides={"report.max_videos": 4})).read_text()
+    html = build_report(evaluation, load_config(overrides=NO_MEDIA)).read_text()
     assert "ED: no 4CH view, so no biplane volume" in html
     assert "predicted ES: 2CH cavity mask is empty" in html
-    assert "patient0002: no 4CH view to show" in html
 
 
 def test_missing_prepared_dataset_still_gives_a_report(camus_eval: Path, tmp_path: Path) -> None:
@@ -104,9 +105,20 @@ def test_missing_prepared_dataset_still_gives_a_report(camus_eval: Path, tmp_pat
     summary = json.loads((evaluation / "summary.json").read_text())
     summary["data"] = str(tmp_path / "moved_away")
     (evaluation / "summary.json").write_text(json.dumps(summary))
-    html = build_report(evaluation, load_config()).read_text()
-    assert "not found" in html and "no pictures, videos or clinical indices" in html
+    html = build_report(evaluation, load_config(overrides=NO_MEDIA)).read_text()
+    assert "not found" in html and "no case pictures or videos" in html
     assert "Left-ventricular volumes and ejection fraction" in html  # from the evaluation's own tables
+
+
+def test_relative_prepared_path_is_found_above_the_evaluation(camus_eval: Path, tmp_path: Path) -> None:
+    evaluation = copy_evaluation(camus_eval, tmp_path / "project" / "runs" / "evaluation")
+    summary = json.loads((evaluation / "summary.json").read_text())
+    shutil.copytree(summary["data"], tmp_path / "project" / "prepared")
+    summary["data"] = "prepared"  # as recorded by an evaluation run from the project folder
+    (evaluation / "summary.json").write_text(json.dumps(summary))
+    loaded = load_evaluation(evaluation)
+    assert loaded.prepared is not None and loaded.prepared.root == tmp_path / "project" / "prepared"
+    assert loaded.notes == [] and len(loaded.predictions) == 16
 
 
 def test_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
@@ -117,7 +129,8 @@ def test_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
 def test_cli_report(camus_eval: Path, tmp_path: Path) -> None:
     evaluation = copy_evaluation(camus_eval, tmp_path / "evaluation")
     out = tmp_path / "r.html"
-    result = CliRunner().invoke(app, ["report", str(evaluation), "--out", str(out), "--set", "report.max_videos=1"])
+    result = CliRunner().invoke(app, ["report", str(evaluation), "--out", str(out), "--set", "report.max_videos=0",
+                                      "--set", "report.max_cases=1"])
     assert result.exit_code == 0, result.output
     assert out.is_file() and "Report:" in result.output
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere")])

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import imageio.v2 as imageio
 import nibabel as nib
 import numpy as np
 import pytest
-from evaluation_folders import eroded_predictions
 
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.viz import video as video_module
 from cardioseg.viz.slices import display_plane, display_spacing, foreground_range
 from cardioseg.viz.video import echo_video, volume_video, write_video
+from evaluation_folders import eroded_predictions
 
 
 def frame_count(path: Path) -> int:
@@ -78,14 +76,11 @@ def test_whole_sequence_when_the_original_layout_gives_it(camus_small: PreparedD
     sequence = tmp_path / "patient0001_2CH_half_sequence.nii.gz"
     stored = np.stack([image.T] * 6, axis=-1)  # files hold (lateral, depth, time): the reader transposes
     nib.save(nib.Nifti1Image(stored.astype(np.uint8), np.eye(4)), sequence)
-    shutil.copytree(camus_small.root, tmp_path / "prepared")
-    cases = json.loads((tmp_path / "prepared" / "cases.json").read_text())
+    prepared = PreparedDataset(camus_small.root)  # a fresh view: the shared fixture keeps its meta
     for phase in ("ED", "ES"):
-        cases[f"patient0001_2CH_{phase}"]["meta"].update({"sequence_path": str(sequence), "ED": 1, "ES": 18})
-    (tmp_path / "prepared" / "cases.json").write_text(json.dumps(cases))
-    prepared = PreparedDataset(tmp_path / "prepared")
+        prepared.cases[f"patient0001_2CH_{phase}"]["meta"].update({"sequence_path": str(sequence), "ED": 1, "ES": 18})
     video, notes = echo_video(prepared, "patient0001", eroded_predictions(prepared))
     assert video is not None and notes == []
-    hold = video_module.HOLD_ANNOTATED
-    # 6 sequence frames, ED and ES held; then the 4CH view's own ED and ES frames
-    assert frame_count(write_video(video, tmp_path / "seq")) == 4 + 2 * hold + 2
+    hold, still = video_module.HOLD_ANNOTATED, round(video_module.SEQUENCE_FPS / video_module.FRAME_FPS)
+    # 6 sequence frames with ED and ES held; then the 4CH view's ED and ES frames, a second each
+    assert frame_count(write_video(video, tmp_path / "seq")) == 4 + 2 * hold + 2 * still

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from PIL import Image
 
 from cardioseg.app.sniff import Kind
 from cardioseg.config import Config
 from cardioseg.data.preprocess import orient
-from cardioseg.data.readers.base import check_image, read_dicom, read_raster
+from cardioseg.data.readers.base import check_image, read_dicom, read_raster, reading
 from cardioseg.errors import DataError
 from cardioseg.inference.export import read_sidecar
 from cardioseg.inference.members import load_member
@@ -102,9 +103,12 @@ def _display(image: np.ndarray) -> np.ndarray:
 
 def _read_plane(path: Path, kind: Kind) -> tuple[np.ndarray, tuple[float, float] | None]:
     if kind is Kind.DICOM:
+        with reading(path, "DICOM file"):
+            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        _check_size(int(header.get("Rows", 0)) * int(header.get("Columns", 0)) * int(header.get("NumberOfFrames", 1) or 1))
         image, spacing, _ = read_dicom(path)
         return check_image(image, path), spacing
-    with Image.open(path) as opened:
+    with reading(path, "image file"), Image.open(path) as opened:
         _check_size(opened.width * opened.height)
     return check_image(read_raster(path), path), None
 

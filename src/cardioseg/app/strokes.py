@@ -7,6 +7,7 @@ which is what the page draws while the pointer moves.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 import cv2
@@ -36,6 +37,6 @@ def rasterize(stroke: Stroke, shape: tuple[int, int]) -> np.ndarray:
     points = np.clip(np.rint(np.asarray(stroke.points)), -reach, limit).astype(np.int32)
     for x, y in points:
         cv2.circle(canvas, (int(x), int(y)), stroke.radius, 1, thickness=-1)
-    for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+    for (x0, y0), (x1, y1) in pairwise(points):
         cv2.line(canvas, (int(x0), int(y0)), (int(x1), int(y1)), 1, thickness=2 * stroke.radius + 1)
     return canvas.astype(bool)

@@ -23,8 +23,8 @@ class UploadTooLarge(CardiosegError):
     """The upload exceeds ``serve.max_upload_mb``."""
 
 
-def limit_message(limit: int) -> str:
-    return f"upload larger than the limit of {limit / 2**20:g} MB (serve.max_upload_mb)"
+def _too_large(max_mb: float) -> UploadTooLarge:
+    return UploadTooLarge(f"upload larger than the limit of {max_mb:g} MB (serve.max_upload_mb)")
 
 
 def plain_name(name: str | None) -> str:
@@ -35,21 +35,22 @@ def plain_name(name: str | None) -> str:
     return name
 
 
-def check_declared(length: str | None, limit: int) -> None:
+def check_declared(length: str | None, max_mb: float) -> None:
     """Refuse at once a body whose declared Content-Length is over the limit."""
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise UploadTooLarge(limit_message(limit))
+    if length is not None and length.isdigit() and int(length) > max_mb * 2**20:
+        raise _too_large(max_mb)
 
 
-async def receive(chunks: AsyncIterator[bytes], folder: Path, limit: int) -> tuple[Path, Kind]:
+async def receive(chunks: AsyncIterator[bytes], folder: Path, max_mb: float) -> tuple[Path, Kind]:
     """Stream the body into ``folder``; the file ends with the suffix of its sniffed kind."""
+    limit = int(max_mb * 2**20)
     part = folder / "upload.part"
     size, head, kind = 0, b"", None
     with open(part, "wb") as out:
         async for chunk in chunks:
             size += len(chunk)
             if size > limit:
-                raise UploadTooLarge(limit_message(limit))
+                raise _too_large(max_mb)
             if kind is None:
                 head += chunk
                 if len(head) >= HEAD_BYTES:

@@ -77,24 +77,15 @@ def ef_table(prepared: PreparedDataset, predictions: dict[str, np.ndarray]) -> t
     with_mm = all(prepared.spacing(c) for c in case_ids)
     if not with_mm:
         notes.append("pixel spacing unknown: volumes in pixel units (px³), comparable only within this table; EF holds")
-    ref_cache: dict[str, np.ndarray] = {}
-
-    def reference(case_id: str) -> np.ndarray:
-        if case_id not in ref_cache:
-            ref_cache[case_id] = prepared.original_label(case_id)
-        return ref_cache[case_id]
-
     rows = []
     for patient, views in frames.items():
         spacing = {key: (prepared.spacing(c) if with_mm else None) for key, c in views.items()}
-        row: dict[str, object] = {"patient_id": patient, "unit": "mL" if with_mm else "px^3"}
         patient_notes: list[str] = []
-        for source, lookup in (("pred", predictions.__getitem__), ("ref", reference)):
-            row.update(_patient_volumes(views, spacing, lookup, labels, source, patient_notes))
-        row.update(_info_values(prepared, views.values(), patient_notes))
-        row["ef_error"] = float(row["ef_pred"]) - float(row["ef_ref"])  # type: ignore[arg-type]
-        row["notes"] = "; ".join(patient_notes)
-        rows.append(row)
+        pred = _patient_volumes(views, spacing, predictions.__getitem__, labels, "pred", patient_notes)
+        ref = _patient_volumes(views, spacing, prepared.original_label, labels, "ref", patient_notes)
+        rows.append({"patient_id": patient, "unit": "mL" if with_mm else "px^3", **pred, **ref,
+                     "ef_error": pred["ef_pred"] - ref["ef_ref"], **_info_values(prepared, views.values(), patient_notes),
+                     "notes": "; ".join(patient_notes)})
     return pd.DataFrame(rows), notes
 
 

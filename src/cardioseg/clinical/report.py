@@ -85,8 +85,8 @@ def _ef_outputs(frame: pd.DataFrame, out_dir: Path, files: list[str]) -> dict[st
     if frame["ef_info"].notna().any():
         info = frame["ef_info"].to_numpy(float)
         info_panels = [
-            Paired(f"EF ({label})", "%", frame[column].to_numpy(float), info, names, "EF in Info file")
-            for column, label in (("ef_pred", "predicted masks"), ("ef_ref", "reference masks"))
+            Paired(f"EF ({label} masks)", "%", frame[column].to_numpy(float), info, names, "Info file", label)
+            for column, label in (("ef_pred", "predicted"), ("ef_ref", "reference"))
         ]
         summary["agreement_with_info"] = {
             "ef_pred": agreement_stats(info_panels[0].pred, info),

@@ -64,7 +64,7 @@ def timm_key(key: str) -> str:
 def lite0_timm_state(source: Path | None = None) -> dict[str, torch.Tensor]:
     """The whole ImageNet classifier under timm's names (``classifier.*`` included)."""
     state = read_weights_file(source or lite0_package_file())
-    return {timm_key(key): value for key, value in state.items()}
+    return {timm_key(key): value.contiguous() for key, value in state.items()}  # some are stored strided
 
 
 def lite0_encoder_state(in_channels: int = 1, source: Path | None = None) -> dict[str, torch.Tensor]:

@@ -68,6 +68,7 @@ class SegmentationModule(L.LightningModule):
         total = self.trainer.strategy.reduce(self._val_sum.clone(), reduce_op="sum")
         count = self.trainer.strategy.reduce(self._val_count.clone(), reduce_op="sum")
         self.log("val_dice", total / count.clamp(min=1), prog_bar=True, sync_dist=False)
+        self.log("val_samples", count, sync_dist=False)  # each sample once, whatever the process count
         timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
         if timer is not None:  # wall-clock training time so far, for Dice-against-time curves
             self.log("train_seconds", float(timer.time_elapsed("train")), sync_dist=False)

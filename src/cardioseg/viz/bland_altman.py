@@ -30,6 +30,7 @@ class Paired:
     ref: np.ndarray
     names: list[str] = field(default_factory=list)
     ref_label: str = "reference"
+    pred_label: str = "predicted"
 
 
 def plot_bland_altman(panels: list[Paired], out: Path, title: str) -> Path | None:
@@ -62,7 +63,7 @@ def _draw(ax_corr: plt.Axes, ax_ba: plt.Axes, panel: Paired) -> None:
     ax_corr.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1, ls="--", label="identity")
     ax_corr.scatter(ref, pred, color=PRED_COLOUR, edgecolor="k", lw=0.5, zorder=3)
     ax_corr.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal",
-                xlabel=f"{panel.ref_label}{unit}", ylabel=f"predicted{unit}",
+                xlabel=f"{panel.ref_label}{unit}", ylabel=f"{panel.pred_label}{unit}",
                 title=f"{panel.name}: r = {_fmt(stats['pearson_r'], 3)}, n = {stats['n']}")
     mean, diff = (pred + ref) / 2, pred - ref
     ax_ba.scatter(mean, diff, color=PRED_COLOUR, edgecolor="k", lw=0.5, zorder=3)
@@ -73,7 +74,8 @@ def _draw(ax_corr: plt.Axes, ax_ba: plt.Axes, panel: Paired) -> None:
             ax_ba.axhline(stats[key], color="tab:red", lw=1, ls="--")
         ax_ba.plot([], [], color="tab:red", ls="--",
                    label=f"95% limits {_fmt(stats['loa_lower'])} to {_fmt(stats['loa_upper'])}")
-    ax_ba.set(xlabel=f"mean of predicted and {panel.ref_label}{unit}", ylabel=f"predicted − {panel.ref_label}{unit}",
+    ax_ba.set(xlabel=f"mean of {panel.pred_label} and {panel.ref_label}{unit}",
+              ylabel=f"{panel.pred_label} − {panel.ref_label}{unit}",
               title=f"{panel.name}: MAE {_fmt(stats['mae'])}")
     ax_ba.legend(fontsize=8, loc="best")
     if len(names) <= LABEL_POINTS_UP_TO:

@@ -202,6 +202,8 @@ def _clinical(ev: Evaluation, notes: list[str]) -> dict[str, Any]:
     if clinical is None and ev.prepared is not None:
         clinical = clinical_outputs(ev.prepared, ev.predictions, ev.folder)
         notes.append("clinical indices computed by this report (the evaluation predates them)")
+    elif clinical is None:
+        notes.append("no clinical indices: the evaluation predates them and its prepared dataset is missing")
     clinical = clinical or {}
     notes.extend(clinical.get("notes", []))
     return clinical

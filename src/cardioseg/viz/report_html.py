@@ -39,13 +39,14 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
   .notes li { margin: 3px 0; }
   table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums; }
   th, td { border-bottom: 1px solid var(--line); padding: 4px 10px; text-align: right; white-space: nowrap; }
+  th { white-space: normal; vertical-align: bottom; }
   th:first-child, td:first-child, td.text, th.text { text-align: left; }
   thead th { background: #eef2f6; }
   .scroll thead th { position: sticky; top: 0; }
   table.sortable th { cursor: pointer; user-select: none; }
   table.sortable th[aria-sort="ascending"]::after { content: " \25B2"; font-size: 10px; }
   table.sortable th[aria-sort="descending"]::after { content: " \25BC"; font-size: 10px; }
-  td.note { white-space: normal; text-align: left; color: var(--muted); font-size: 12px; min-width: 360px; max-width: 560px; }
+  td.note { white-space: normal; text-align: left; color: var(--muted); font-size: 12px; min-width: 300px; max-width: 560px; }
   .scroll { max-height: 520px; overflow: auto; border: 1px solid var(--line); }
   figure { margin: 10px 0; }
   figure img, figure video { max-width: 100%; border: 1px solid var(--line); }

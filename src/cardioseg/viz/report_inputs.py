@@ -108,15 +108,15 @@ def load_evaluation(folder: Path) -> Evaluation:
                      "no pictures, videos or clinical indices")
     prepared = None
     data = summary.get("data")
-    if data and (Path(data) / "dataset.json").is_file():
+    root = _find_prepared(Path(data), folder) if data else None
+    if root is not None:
         try:
-            prepared = PreparedDataset(Path(data))
+            prepared = PreparedDataset(root)
         except CardiosegError as exc:
-            notes.append(f"prepared dataset unusable ({exc}): no pictures, videos or clinical indices")
+            notes.append(f"prepared dataset unusable ({exc}): no case pictures or videos")
     elif predictions:
-        notes.append(f"prepared dataset {data!r} not found from {Path.cwd()}: it holds the images and reference "
-                     "masks, so there are no pictures, videos or clinical indices (run the report from the "
-                     "folder the evaluation ran in)")
+        notes.append(f"prepared dataset {data!r} not found (from {Path.cwd()} or above the evaluation folder): "
+                     "it holds the images and reference masks, so there are no case pictures or videos")
     if prepared is not None:
         unknown = sorted(set(predictions) - set(prepared.cases))
         if unknown:
@@ -124,3 +124,10 @@ def load_evaluation(folder: Path) -> Evaluation:
                          f"(e.g. {unknown[0]}): left out")
             predictions = {k: v for k, v in predictions.items() if k in prepared.cases}
     return Evaluation(folder, summary, per_case, prepared, predictions, notes)
+
+
+def _find_prepared(data: Path, evaluation: Path) -> Path | None:
+    """The prepared dataset: ``data`` as recorded (relative to where the evaluation ran), else relative to a
+    folder above the evaluation, so a report can be made from elsewhere."""
+    candidates = [data] if data.is_absolute() else [data, *(p / data for p in evaluation.resolve().parents)]
+    return next((c for c in candidates if (c / "dataset.json").is_file()), None)

@@ -99,23 +99,24 @@ def volume_video(prepared: PreparedDataset, case_id: str, prediction: np.ndarray
 def echo_video(prepared: PreparedDataset, patient_id: str, predictions: dict[str, np.ndarray]) -> tuple[Video | None, list[str]]:
     """One patient's views in turn (2CH then 4CH): whole sequences where available, else the ED/ES frames."""
     cases = echo_frames(prepared, list(predictions)).get(patient_id, {})
-    frames: list[np.ndarray] = []
+    parts: list[tuple[list[np.ndarray], bool]] = []  # (frames, is a sequence)
     notes: list[str] = []
-    sequence_used = False
     for view in VIEWS:
         view_cases = {phase: cases[(view, phase)] for phase in PHASES if (view, phase) in cases}
         if not view_cases:
             notes.append(f"{patient_id}: no {view} view to show")
             continue
         sequence = _sequence_frames(prepared, patient_id, view, view_cases, predictions, notes)
-        sequence_used |= sequence is not None
-        frames += sequence if sequence is not None else [
-            _frame(prepared, case_id, predictions[case_id], f"{patient_id}  {view}  {phase}")
-            for phase, case_id in view_cases.items()
-        ]
-    if not frames:
+        parts.append((sequence, True) if sequence is not None else (
+            [_frame(prepared, c, predictions[c], f"{patient_id}  {view}  {phase}") for phase, c in view_cases.items()],
+            False,
+        ))
+    if not parts:
         return None, notes
-    return encode_video(frames, SEQUENCE_FPS if sequence_used else FRAME_FPS), notes
+    fps = SEQUENCE_FPS if any(is_sequence for _, is_sequence in parts) else FRAME_FPS
+    still = round(fps / FRAME_FPS)  # a single ED or ES frame stays on screen for a second either way
+    frames = [f for part, is_sequence in parts for f in part for _ in range(1 if is_sequence else still)]
+    return encode_video(frames, fps), notes
 
 
 def images_video(prepared: PreparedDataset, case_ids: list[str], predictions: dict[str, np.ndarray]) -> Video:

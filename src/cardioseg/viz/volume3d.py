@@ -31,7 +31,7 @@ def volume_figure(
     box = _bounding_box(pred | ref)
     transform = _transform(spacing, affine, box)
     fig = go.Figure()
-    for mask, name, colour, opacity in ((ref, "reference", REF_COLOUR, 0.35), (pred, "predicted", PRED_COLOUR, 0.75)):
+    for mask, name, colour, opacity in ((ref, "reference", REF_COLOUR, 0.45), (pred, "predicted", PRED_COLOUR, 0.6)):
         crop = mask[box]
         if not crop.any():
             name += " (empty)"

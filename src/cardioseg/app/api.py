@@ -1,0 +1,241 @@
+"""The JSON API the page talks to. No route takes a server path or a model: only uploaded bytes.
+
+Network inference runs in worker threads bounded by ``serve.workers`` (an upload waits for a free
+one); the cheap steps (re-thresholding, strokes, downloads) run in threads outside that limit, so a
+long inference never holds the event loop. Each session's lock orders the requests that touch it.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import anyio
+import numpy as np
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from cardioseg.app import ef, export
+from cardioseg.app.measure import measurements
+from cardioseg.app.segment import SegModel, segment_file
+from cardioseg.app.sessions import Session, SessionStore, Settings, new_id
+from cardioseg.app.strokes import Stroke
+from cardioseg.app.upload import check_declared, plain_name, receive
+from cardioseg.config import Config
+
+T = TypeVar("T")
+SessionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+SliceQuery = Annotated[int, Query(ge=0)]
+
+
+@dataclass
+class AppState:
+    """What every request needs: the model, the sessions, the inference limit, the settings."""
+
+    model: SegModel
+    store: SessionStore
+    inference: anyio.CapacityLimiter
+    cfg: Config
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.cardioseg
+
+
+State = Annotated[AppState, Depends(state)]
+router = APIRouter(prefix="/api")
+
+
+def session_of(app: AppState, session_id: str) -> Session:
+    try:
+        return app.store.get(session_id)
+    except KeyError:
+        raise HTTPException(404, "no such session: it was closed or dropped after a long idle time; upload again") from None
+
+
+async def locked(session: Session, work: Callable[[], T]) -> T:
+    """Run ``work`` in a thread while holding the session's lock."""
+    async with session.lock:
+        return await anyio.to_thread.run_sync(work)
+
+
+def summary(session: Session) -> dict[str, Any]:
+    rows, cols = session.plane(session.scan.image, 0).shape
+    spacing = session.plane_spacing()
+    return {
+        "id": session.id, "name": session.name, "format": session.scan.kind.name.lower(),
+        "kind": "volume" if session.depth > 1 else "image", "width": cols, "height": rows,
+        "slices": session.depth, "initial_slice": session.initial_slice, "spacing": spacing,
+        "settings": session.settings.model_dump(), "patient": session.patient, "view": session.view,
+        "phase": session.phase,
+    }
+
+
+def slice_payload(session: Session, index: int) -> dict[str, Any]:
+    """The slice's mask (base64 uint8, row-major) and the measurements the page shows."""
+    mask = session.mask(index)
+    return {"slice": index, "width": mask.shape[1], "height": mask.shape[0],
+            "mask": base64.b64encode(np.ascontiguousarray(mask).tobytes()).decode("ascii"),
+            "measurements": measurements(session, mask), "can_undo": bool(session.history)}
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/info")
+async def info(app: State) -> dict[str, Any]:
+    return {
+        "model": app.model.name, "binary": app.model.segmenter.binary,
+        "classes": [{"label": k, "name": v} for k, v in app.model.class_names.items()],
+        "settings": Settings.initial(app.cfg.predict.postprocess).model_dump(),
+        "max_upload_mb": app.cfg.serve.max_upload_mb, "views": list(ef.VIEWS), "phases": list(ef.PHASES),
+    }
+
+
+@router.post("/sessions")
+async def upload(request: Request, app: State, name: Annotated[str | None, Query(max_length=1000)] = None) -> dict[str, Any]:
+    """The file is the raw request body; ``name`` is the client's file name, used as a label only."""
+    label = plain_name(name)
+    limit = app.cfg.serve.max_upload_mb
+    check_declared(request.headers.get("content-length"), limit)
+    folder = app.store.new_folder()
+    try:
+        path, kind = await receive(request.stream(), folder, limit)
+        scan = await anyio.to_thread.run_sync(segment_file, app.model, path, kind, limiter=app.inference)
+        if scan.volume is None:
+            path.unlink()
+        settings = Settings.initial(app.cfg.predict.postprocess)
+        session = await anyio.to_thread.run_sync(lambda: Session(new_id(), label, scan, app.model, settings, folder))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    session.patient, session.view, session.phase = ef.parse_view(label)
+    app.store.add(session)
+    return summary(session)
+
+
+@router.get("/sessions/{session_id}")
+async def get_session(session_id: SessionId, app: State) -> dict[str, Any]:
+    return summary(session_of(app, session_id))
+
+
+class Tags(BaseModel):
+    """Which patient and apical view an image is, when its file name does not say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patient: str | None = Field(None, max_length=100)
+    view: str | None = Field(None, pattern="^(2CH|4CH)$")
+    phase: str | None = Field(None, pattern="^(ED|ES)$")
+
+
+@router.patch("/sessions/{session_id}")
+async def tag_session(session_id: SessionId, tags: Tags, app: State) -> dict[str, Any]:
+    session = session_of(app, session_id)
+    session.patient, session.view, session.phase = (tags.patient or "").strip() or None, tags.view, tags.phase
+    return summary(session)
+
+
+@router.delete("/sessions/{session_id}")
+async def close_session(session_id: SessionId, app: State) -> dict[str, str]:
+    session = session_of(app, session_id)
+    async with session.lock:
+        app.store.drop(session_id)
+    return {"status": "closed"}
+
+
+@router.get("/sessions/{session_id}/slices/{index}")
+async def get_slice(session_id: SessionId, index: int, app: State) -> dict[str, Any]:
+    session = session_of(app, session_id)
+    return await locked(session, lambda: slice_payload(session, index))
+
+
+@router.get("/sessions/{session_id}/slices/{index}/image.png")
+async def slice_image(session_id: SessionId, index: int, app: State) -> Response:
+    session = session_of(app, session_id)
+    data = await anyio.to_thread.run_sync(lambda: export.encode_png(session.plane(session.scan.image, index)))
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.put("/sessions/{session_id}/settings")
+async def set_settings(session_id: SessionId, settings: Settings, app: State, slice: SliceQuery = 0) -> dict[str, Any]:
+    """Re-threshold and post-process from the kept probabilities (no inference)."""
+    session = session_of(app, session_id)
+
+    def work() -> dict[str, Any]:
+        session.apply_settings(settings)
+        return slice_payload(session, slice)
+
+    return await locked(session, work)
+
+
+@router.post("/sessions/{session_id}/slices/{index}/strokes")
+async def add_stroke(session_id: SessionId, index: int, stroke: Stroke, app: State) -> dict[str, Any]:
+    session = session_of(app, session_id)
+
+    def work() -> dict[str, Any]:
+        session.paint(index, stroke)
+        return slice_payload(session, index)
+
+    return await locked(session, work)
+
+
+@router.post("/sessions/{session_id}/undo")
+async def undo(session_id: SessionId, app: State, slice: SliceQuery = 0) -> dict[str, Any]:
+    """Revert the last stroke; the answer is the slice it was on."""
+    session = session_of(app, session_id)
+
+    def work() -> dict[str, Any]:
+        undone = session.undo()
+        return slice_payload(session, slice if undone is None else undone)
+
+    return await locked(session, work)
+
+
+@router.delete("/sessions/{session_id}/edits")
+async def clear_edits(session_id: SessionId, app: State, slice: SliceQuery = 0) -> dict[str, Any]:
+    session = session_of(app, session_id)
+
+    def work() -> dict[str, Any]:
+        session.clear_edits()
+        return slice_payload(session, slice)
+
+    return await locked(session, work)
+
+
+@router.get("/sessions/{session_id}/mask.png")
+async def download_png(session_id: SessionId, app: State, slice: SliceQuery = 0) -> Response:
+    session = session_of(app, session_id)
+    data = await locked(session, lambda: export.png_bytes(session, slice))
+    suffix = f"_slice{slice:03d}" if session.depth > 1 else ""
+    return _attachment(data, "image/png", f"{export.download_stem(session)}{suffix}_mask.png")
+
+
+@router.get("/sessions/{session_id}/mask.nii.gz")
+async def download_nifti(session_id: SessionId, app: State) -> Response:
+    session = session_of(app, session_id)
+    data = await locked(session, lambda: export.nifti_bytes(session))
+    return _attachment(data, "application/gzip", f"{export.download_stem(session)}_mask.nii.gz")
+
+
+def _attachment(data: bytes, media_type: str, filename: str) -> Response:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename)
+    return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+
+
+class EfRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sessions: list[Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]] = Field(max_length=200)
+
+
+@router.post("/ef")
+async def ejection_fraction(request: Annotated[EfRequest, Body()], app: State) -> dict[str, Any]:
+    """EF per patient over the given sessions (those still open); views from names or tags."""
+    sessions = [app.store.sessions[i] for i in request.sessions if i in app.store.sessions]
+    return {"patients": await anyio.to_thread.run_sync(lambda: ef.patient_results(sessions))}
