@@ -17,6 +17,15 @@ from typing import Any
 from cardioseg.errors import CardiosegError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success."""
@@ -28,6 +37,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         raise CardiosegError(f"cannot write here: {exc.strerror}", target.parent) from exc
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs should be as readable as any other
     try:
         yield tmp
         _fsync(tmp)
