@@ -209,7 +209,7 @@ def _embedded(exported: Path) -> dict[str, Any]:
     try:
         proto = onnx.load(str(exported), load_external_data=False)
     except Exception as exc:  # protobuf raises its own DecodeError types
-        raise CheckpointError(f"not a readable ONNX file ({exc.__class__.__name__})", exported) from None
+        raise CheckpointError(f"not a readable ONNX file ({exc.__class__.__name__})", exported) from exc
     for entry in proto.metadata_props:
         if entry.key == "cardioseg":
             return json.loads(entry.value)

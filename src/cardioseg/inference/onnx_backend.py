@@ -31,7 +31,7 @@ def open_session(path: Path, threads: int | None = None) -> ort.InferenceSession
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
-        raise CheckpointError(f"ONNX Runtime cannot load this model ({str(exc)[:300]})", path) from None
+        raise CheckpointError(f"ONNX Runtime cannot load this model ({str(exc)[:300]})", path) from exc
 
 
 class OnnxPredictor:
