@@ -293,7 +293,7 @@ def predict(
     result = predict_files(inputs, model, cfg, visible_masks=visible, memory_budget_mb=memory_mb, progress=not quiet)
     console.print(
         f"Segmented {len(result.outputs)} input(s) ({result.n_planes} planes) in {result.seconds:.1f}s, "
-        f"network {result.ms_per_image:.1f} ms/plane [{', '.join(result.backends)}]; outputs in [bold]{result.out_dir}[/]"
+        f"network {result.ms_per_image:.1f} ms/plane ({', '.join(result.backends)}); outputs in [bold]{result.out_dir}[/]"
     )
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} file(s) of other types left out[/], e.g. {result.skipped[0]}")

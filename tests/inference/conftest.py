@@ -22,10 +22,10 @@ def camus_checkpoint(camus224: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="session")
 def small_volume(msd_heart_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """la_003 cut to 5 slices around its middle, header and affine kept (the affine shifted to match)."""
+    """la_003 cut to 128 x 112 x 5 voxels around its centre, header kept, affine shifted to match."""
     source = nib.load(msd_heart_la / "imagesTr" / "la_003.nii.gz")
     middle = source.shape[2] // 2
-    cropped = source.slicer[:, :, middle - 2 : middle + 3]
+    cropped = source.slicer[64:192, 72:184, middle - 2 : middle + 3]
     path = tmp_path_factory.mktemp("volume") / "la_003_small.nii.gz"
     nib.save(nib.Nifti1Image(np.asanyarray(cropped.dataobj), cropped.affine, cropped.header), path)
     return path

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from cardioseg.cli import app
 from cardioseg.config import Config, load_config
 from cardioseg.errors import CheckpointError, DataError
-from cardioseg.inference.predict import find_inputs, predict_files
+from cardioseg.inference.inputs import find_inputs
+from cardioseg.inference.predict import predict_files
 
 
 def _cfg(out: Path, **overrides: object) -> Config:

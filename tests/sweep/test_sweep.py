@@ -198,7 +198,7 @@ def test_report_files_in_every_format(tmp_path: Path) -> None:
     markdown = written["markdown"].read_text()
     assert "| encoder | Dice initial | Dice augmented |" in markdown
     assert "0.8100 ± 0.0141" in markdown and "4.00 ± 0.00 (1 undef.)" in markdown
-    assert "augmented vs initial: the first was higher in 4 of 4 configurations" in markdown
+    assert "augmented vs initial: augmented was higher in 4 of 4 configurations" in markdown
     assert "<th>resnet18</th>" in written["html"].read_text()
     assert set(pd.read_csv(written["arch_unet"]).columns) >= {"encoder", "Dice_initial_mean", "Dice_augmented_std"}
     assert all((tmp_path / "plots" / f"{name}.png").stat().st_size > 5000

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,13 +133,18 @@ def export_onnx(bundle: ModelBundle, out: Path, cfg: ExportConfig, meta: dict[st
 
 
 def export_torchscript(bundle: ModelBundle, out: Path, meta: dict[str, Any]) -> Path:
-    """Trace the network (fixed input size), script the wrapper (optional ``stats``), embed the sidecar."""
+    """Trace the network (fixed input size), script the wrapper (optional ``stats``), embed the sidecar.
+
+    TorchScript is deprecated from torch 2.14 on (its FutureWarnings are silenced here); prefer ONNX.
+    """
     model = deployable(bundle)
-    with torch.no_grad():
-        model.network = torch.jit.trace(model.network, example_input(bundle), check_trace=False)
-    scripted = torch.jit.script(model)
-    extra = {"cardioseg.json": json.dumps(meta)}
-    return write_with(out, lambda tmp: torch.jit.save(scripted, str(tmp), _extra_files=extra))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        with torch.no_grad():
+            model.network = torch.jit.trace(model.network, example_input(bundle), check_trace=False)
+        scripted = torch.jit.script(model)
+        extra = {"cardioseg.json": json.dumps(meta)}
+        return write_with(out, lambda tmp: torch.jit.save(scripted, str(tmp), _extra_files=extra))
 
 
 def export_bundle(bundle: ModelBundle, out: Path, cfg: ExportConfig, checkpoint_sha256: str | None = None) -> ExportResult:
@@ -164,7 +170,9 @@ def parity_gap(bundle: ModelBundle, exported: Path, fmt: str) -> float:
 
             got = open_session(exported).run(None, {"image": image.numpy()})[0]
         else:
-            got = torch.jit.load(str(exported)).eval()(image).numpy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                got = torch.jit.load(str(exported)).eval()(image).numpy()
     return float(np.abs(got - expected).max())
 
 

@@ -83,7 +83,7 @@ def _notes(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
         "'initial' = no augmentation; 'augmented' = the echo preset (shift 20 %, scale 0.5-2). "
         "'± x' = standard deviation over seeds (ddof=1); a cell without it comes from one seed.",
         "A difference is called only when it exceeds the seed-to-seed std AND a paired t-test over the same seeds "
-        "gives p < 0.05; the sign test is shown too (with 3 seeds it can never reach 0.05). The best configurations "
+        "gives p < 0.05; the sign test is shown too (it cannot reach 0.05 with fewer than 6 seeds). The best configurations "
         "were picked on this same split, so their numbers lean optimistic.",
     ]
 

@@ -122,7 +122,7 @@ def comparisons(runs: pd.DataFrame, agg: pd.DataFrame, metric: str = "dice") -> 
         arch, encoder, weights, aug, loss = key
         if aug != "none":
             compare("augmented vs initial", key, (arch, encoder, weights, "none", loss))
-        if weights not in ("scratch", "-"):
+        if weights != "scratch":
             compare("pretrained vs scratch", key, (arch, encoder, "scratch", aug, loss))
     ranked = [tuple(row[k] for k in KEY) for _, row in agg.sort_values(f"{metric}_mean", ascending=False).iterrows()]
     if len(ranked) >= 2:
@@ -146,7 +146,7 @@ def findings(table: pd.DataFrame, best: pd.DataFrame) -> list[str]:
             better = int((sub["mean_diff"] > 0).sum())
             clear = int(sub["verdict"].str.endswith("better").sum())
             lines.append(
-                f"{kind}: the first was higher in {better} of {len(sub)} configurations (mean difference "
+                f"{kind}: {kind.split(' vs ')[0]} was higher in {better} of {len(sub)} configurations (mean difference "
                 f"{sub['mean_diff'].mean():+.4f}); {clear} of the differences are beyond the seed spread and significant"
                 + ("; with one seed per configuration the spread is unknown" if sub["n_seeds"].max() < 2 else "")
             )

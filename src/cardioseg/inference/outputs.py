@@ -1,0 +1,115 @@
+"""What `cardioseg predict` writes for one input: label map, and on request visible mask, overlay, probabilities.
+
+2D inputs: ``<stem>_mask.png`` (labels 0..K), ``<stem>_visible.png`` (labels spread over 0..255),
+``<stem>_overlay.png``, ``<stem>_prob.npy`` (float32; the foreground probability (H, W) of a
+one-channel model, else (C, H, W)). Volumes: ``<stem>_mask.nii.gz`` and ``<stem>_prob.nii.gz``
+on the input's grid (classes on the last axis), ``<stem>_overlay.png`` of the plane with the
+most foreground. A volume's labels are held in memory (one byte a voxel, needed for 3D
+post-processing); its probabilities go to a scratch file on disk plane by plane.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from cardioseg.config import PostprocessConfig, PredictConfig
+from cardioseg.fileio import write_with
+from cardioseg.inference.engine import to_labels
+from cardioseg.inference.inputs import InputFile
+from cardioseg.inference.pipeline import Segmenter
+from cardioseg.inference.volumes import VolumeFile
+from cardioseg.postprocess import postprocess, postprocess_labels
+from cardioseg.viz.overlays import overlay
+
+
+def finish_labels(raw: np.ndarray, binary: bool, cfg: PostprocessConfig, slice_axis: int) -> np.ndarray:
+    """The post-processing chain on a label map from ``to_labels`` (2D or 3D) -> uint8 labels."""
+    if binary:
+        return postprocess(raw.astype(bool), cfg, slice_axis).astype(np.uint8)
+    return postprocess_labels(raw, cfg, slice_axis).astype(np.uint8)
+
+
+def visible(labels: np.ndarray, classes: int) -> np.ndarray:
+    """Labels 0..K spread over 0..255 so a mask can be seen in an image viewer (binary: 0/255)."""
+    highest = max(1, classes - 1)  # K: one channel is binary (K = 1), else K + 1 channels
+    return (labels * (255 // highest)).astype(np.uint8)
+
+
+def write_png(target: Path, array: np.ndarray) -> Path:
+    return write_with(target, lambda tmp: Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG"))
+
+
+def write_npy(target: Path, array: np.ndarray) -> Path:
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+    return write_with(target, writer)
+
+
+class OutputWriter:
+    """Writes the outputs of one run and keeps the table of what it wrote."""
+
+    def __init__(self, out_dir: Path, cfg: PredictConfig, segmenter: Segmenter, visible_masks: bool) -> None:
+        self.out_dir, self.cfg, self.segmenter, self.visible_masks = out_dir, cfg, segmenter, visible_masks
+        self.rows: list[dict[str, Any]] = []
+
+    def image(self, item: InputFile, image: np.ndarray, prob: np.ndarray) -> None:
+        seg = self.segmenter
+        labels = finish_labels(to_labels(prob, self.cfg.postprocess.threshold), seg.binary, self.cfg.postprocess,
+                               seg.slice_axis)
+        base = self.out_dir / item.stem
+        row = {"source": str(item.path), "kind": item.kind, "mask": str(write_png(_named(base, "_mask.png"), labels))}
+        if self.visible_masks:
+            row["visible"] = str(write_png(_named(base, "_visible.png"), visible(labels, seg.classes)))
+        if self.cfg.overlays:
+            row["overlay"] = str(write_png(_named(base, "_overlay.png"), overlay(image, labels, None)))
+        if self.cfg.probabilities:
+            row["probabilities"] = str(write_npy(_named(base, "_prob.npy"), prob[0] if seg.binary else prob))
+        self.rows.append({**row, "shape": "x".join(map(str, labels.shape)),
+                          "foreground_pixels": int(np.count_nonzero(labels))})
+
+    def volume(self, item: InputFile, volume: VolumeFile, memory_budget: int) -> int:
+        """Segment and write one volume; returns the number of planes."""
+        seg, axis = self.segmenter, self.segmenter.slice_axis
+        base = self.out_dir / item.stem
+        labels = np.zeros(volume.shape, np.uint8)
+        prob_shape = volume.shape if seg.binary else (*volume.shape, seg.classes)
+        scratch = base.with_name(f".{base.name}_prob.partial.npy")
+        store = _prob_store(scratch, prob_shape) if self.cfg.probabilities else None
+        try:
+            for k, prob in seg.volume(volume, memory_budget, self.cfg.batch_size):
+                where = tuple(k if a == axis else slice(None) for a in range(3))
+                labels[where] = to_labels(prob, self.cfg.postprocess.threshold)
+                if store is not None:
+                    store[where] = prob[0] if seg.binary else np.moveaxis(prob, 0, -1)
+            labels = finish_labels(labels, seg.binary, self.cfg.postprocess, axis)
+            row = {"source": str(item.path), "kind": item.kind,
+                   "mask": str(volume.write_like(_named(base, "_mask.nii.gz"), labels))}
+            if store is not None:
+                store.flush()
+                row["probabilities"] = str(volume.write_like(_named(base, "_prob.nii.gz"), np.asarray(store)))
+        finally:
+            del store
+            scratch.unlink(missing_ok=True)
+        if self.cfg.overlays:
+            best = int(np.argmax(np.count_nonzero(np.moveaxis(labels, axis, 0).reshape(labels.shape[axis], -1), axis=1)))
+            picture = overlay(volume.plane(axis, best), np.moveaxis(labels, axis, 0)[best], None)
+            row["overlay"] = str(write_png(_named(base, "_overlay.png"), picture))
+        self.rows.append({**row, "shape": "x".join(map(str, labels.shape)),
+                          "foreground_pixels": int(np.count_nonzero(labels))})
+        return labels.shape[axis]
+
+
+def _named(base: Path, suffix: str) -> Path:
+    return base.with_name(base.name + suffix)
+
+
+def _prob_store(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A float32 array on disk for a volume's probabilities, filled plane by plane."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
