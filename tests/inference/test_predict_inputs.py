@@ -135,3 +135,12 @@ def test_cli_predict_maps_flags_onto_the_configuration(camus224: Path, camus_che
     assert saved.predict.backend == "torch" and saved.predict.postprocess.threshold == 0.6
     assert saved.predict.postprocess.fill_holes and saved.predict.postprocess.largest_component
     assert (tmp_path / "out" / f"{source.stem}_mask.png").is_file()
+
+
+def test_dicom_without_suffix_is_recognised_by_its_preamble(sunnybrook5: Path, tmp_path: Path) -> None:
+    dicom = sorted((sunnybrook5 / "dicoms").glob("*/*.dcm"))[0]
+    (tmp_path / "IM0001").write_bytes(dicom.read_bytes())
+    (tmp_path / "README").write_text("no preamble here")
+    found, skipped = find_inputs([tmp_path])
+    assert [(f.path.name, f.kind) for f in found] == [("IM0001", "dicom")]
+    assert skipped == [tmp_path / "README"]

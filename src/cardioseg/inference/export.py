@@ -83,6 +83,7 @@ def example_input(bundle: ModelBundle, batch: int = 2, seed: int = 0) -> torch.T
 
 
 def sidecar(bundle: ModelBundle, fmt: str, cfg: ExportConfig, checkpoint_sha256: str | None) -> dict[str, Any]:
+    """What the exported file computes and what it leaves to its caller; also embedded in ONNX files."""
     height, width = bundle.preprocess.size
     return {
         "format": EXPORT_FORMAT,

@@ -4,8 +4,10 @@
 A volume streamed slice by slice needs them apart: gathered over every slice first, applied to
 each slice after. These functions give the same numbers as ``normalize`` (tests compare them),
 except that percentiles of a volume larger than ``MAX_PERCENTILE_SAMPLES`` voxels come from a
-regular subsample (every n-th voxel of every slice), which is exact to within the spread of
-intensities between neighbouring samples.
+seeded random subsample of every slice (the same share of each): memory stays bounded, and the
+sampled percentile is off by a rank error of about sqrt(p (1 - p) / n), 0.005% of the voxels for
+the 5th percentile at the 16M-sample cap. (A regular stride can fall on the same few columns of
+every row.)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class StatsAccumulator:
         self.method = method
         self.percentiles = percentiles
         self.step = max(1, math.ceil(total_voxels / MAX_PERCENTILE_SAMPLES))
+        self.rng = np.random.default_rng(0)
         self.low, self.high = math.inf, -math.inf
         self.total = self.total_sq = 0.0
         self.count = 0
@@ -54,7 +57,10 @@ class StatsAccumulator:
             self.total_sq += float(np.square(values).sum())
             self.count += values.size
         elif self.method == "percentile":
-            self.samples.append(np.asarray(plane, np.float32).ravel()[:: self.step].copy())
+            flat = np.asarray(plane, np.float32).ravel()
+            if self.step > 1:
+                flat = flat[self.rng.choice(flat.size, size=math.ceil(flat.size / self.step), replace=False)]
+            self.samples.append(flat.copy())
 
     def result(self) -> Stats:
         if self.method == "minmax":

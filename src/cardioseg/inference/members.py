@@ -1,11 +1,16 @@
 """The models of a prediction run: what each expects of its input, and the backend that runs it.
 
 A model is a checkpoint (``.safetensors``) or an ONNX file written by `cardioseg export` (with
-its sidecar). Backends: ``torch`` (the checkpoint, bf16 autocast where the CPU has it), ``onnx``
-(ONNX Runtime; a checkpoint is exported on the fly into a scratch folder unless `cardioseg
-export` already wrote a matching ``.onnx`` next to it), and ``auto``: ONNX Runtime whenever a
-matching export is at hand (it is the faster on CPU, see benchmarks/RESULTS.md), else PyTorch,
-so that ``auto`` never spends an export on a single image.
+its sidecar). Backends:
+
+* ``torch``: the checkpoint in PyTorch at ``predict.precision`` (``auto``: bf16 autocast with
+  channels_last where the CPU has bf16, else fp32);
+* ``onnx``: ONNX Runtime fp32; a checkpoint is exported on the fly into a scratch folder (a few
+  seconds) unless `cardioseg export` already wrote a matching ``.onnx`` next to it;
+* ``auto``: ONNX Runtime whenever a matching export is at hand, else PyTorch. ONNX Runtime is
+  the fastest backend whose masks equal fp32 PyTorch's (1.4-1.8x PyTorch fp32 on a 2-core EPYC,
+  benchmarks/RESULTS.md); bf16 PyTorch is faster on batches but its masks drift (Dice 0.98-0.998
+  against fp32). ``auto`` never spends an export on a run that may be a single image.
 """
 
 from __future__ import annotations

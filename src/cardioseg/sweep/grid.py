@@ -15,7 +15,7 @@ import itertools
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from cardioseg.config import Config, SweepConfig
+from cardioseg.config import Config, ModelConfig, SweepConfig
 from cardioseg.errors import CardiosegError, ConfigError
 
 AUGMENTATION_LABELS = {"none": "initial", "echo": "augmented", "strong": "augmented-strong"}
@@ -87,7 +87,7 @@ def _no_duplicates(name: str, values: list[object]) -> None:
 
 
 def validate_sweep(cfg: Config) -> list[GridPoint]:
-    """Check every name, weights file, loss and the dataset, then return the grid.
+    """Check every name, weights file, loss, the dataset and the input size, then return the grid.
 
     Everything that would make a run fail for a reason known in advance fails here instead,
     with one clear message, before any run starts.
@@ -124,7 +124,27 @@ def validate_sweep(cfg: Config) -> list[GridPoint]:
     binary = classes_for(prepared) == 1
     for loss in sweep.losses or [cfg.train.loss]:
         build_loss(cfg.train.model_copy(update={"loss": loss}), binary)
+    _check_input_size({(p.arch, p.encoder) for p in points}, cfg.model, prepared.preprocess.size)
     return points
+
+
+def _check_input_size(networks: set[tuple[str, str | None]], model_cfg: ModelConfig, size: tuple[int, int]) -> None:
+    """One forward pass per network at the prepared size: some decoders need a minimum input
+    (PAN's pyramid pooling fails below 128x128 with its default stride), and smp wants multiples of 32."""
+    import torch
+
+    from cardioseg.models.factory import build_model
+
+    x = torch.zeros(1, model_cfg.in_channels, *size)
+    for arch, encoder in sorted(networks, key=str):
+        model = build_model(model_cfg.model_copy(update={"arch": arch, "encoder": encoder, "encoder_weights": None}))
+        try:
+            with torch.no_grad():
+                model.eval()(x)
+        except (RuntimeError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise ConfigError(f"{arch} on {encoder} cannot take {size[0]}x{size[1]} inputs ({reason}); "
+                              "choose another preprocess.size or leave it out of the sweep") from None
 
 
 def _check_weight_files(pairs: set[tuple[str | None, str | None]], in_channels: int) -> None:

@@ -83,8 +83,9 @@ def _notes(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
         "'initial' = no augmentation; 'augmented' = the echo preset (shift 20 %, scale 0.5-2). "
         "'± x' = standard deviation over seeds (ddof=1); a cell without it comes from one seed.",
         "A difference is called only when it exceeds the seed-to-seed std AND a paired t-test over the same seeds "
-        "gives p < 0.05; the sign test is shown too (it cannot reach 0.05 with fewer than 6 seeds). The best configurations "
-        "were picked on this same split, so their numbers lean optimistic.",
+        "gives p < 0.05; the sign test is shown too (it cannot reach 0.05 with fewer than 6 seeds). A comparison uses "
+        "only the seeds both configurations have. The best configurations were picked on this same split, so their "
+        "numbers lean optimistic.",
     ]
 
 
@@ -99,7 +100,7 @@ def _markdown(notes: list[str], sections: list[tuple[str, Any]], plots: list[Pat
 
 def _html(notes: list[str], sections: list[tuple[str, Any]], plots: list[Path], out_dir: Path) -> str:
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px;margin-bottom:1em}"
-             "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f3f3f3}img{max-width:100%}")
+             "th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}th{background:#f3f3f3}img{max-width:100%}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Architecture sweep</title><style>{style}</style>"
              "</head><body><h1>Architecture sweep</h1><ul>", *(f"<li>{html.escape(n)}</li>" for n in notes), "</ul>"]
     for title, body in sections:
@@ -107,6 +108,6 @@ def _html(notes: list[str], sections: list[tuple[str, Any]], plots: list[Path], 
         if isinstance(body, list):
             parts += ["<ul>", *(f"<li>{html.escape(line)}</li>" for line in body), "</ul>"]
         else:
-            parts.append(body.to_html(border=0, na_rep=""))
+            parts.append(body.to_html(border=0, na_rep="", index=body.index.name is not None))
     parts += ["<h2>Plots</h2>", *(f"<p><img src='{p.relative_to(out_dir)}' alt='{p.stem}'></p>" for p in plots)]
     return "\n".join(parts) + "\n</body></html>\n"

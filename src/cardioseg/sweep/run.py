@@ -8,8 +8,10 @@ since the runs would no longer be comparable.
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,18 +112,31 @@ def _run(cfg: Config, points: list[GridPoint], on_record: OnRecord | None) -> tu
     return len(pending), len(points) - len(pending)
 
 
+@contextmanager
+def sweep_lock(out_dir: Path) -> Iterator[None]:
+    """One sweep process per folder: two would train the same run folders at once."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError("another sweep is running in this folder; wait for it or use another --out", out_dir) from None
+        yield
+
+
 def run_sweep(cfg: Config, on_record: OnRecord | None = None) -> SweepResult:
     """Validate everything, run the grid, then the extra seeds for the best, then write tables and plots."""
     cfg = absolute_paths(cfg)
     points = validate_sweep(cfg)
     out_dir = cfg.sweep.out_dir
-    check_settings(out_dir, shared_settings(cfg))
-    write_text(out_dir / "config.yaml", cfg.to_yaml())
-    ran, skipped = _run(cfg, points, on_record)
-    if cfg.sweep.extra_seeds_for_best:
-        best = best_points(points, out_dir, cfg.sweep.extra_seeds_for_best)
-        extras = [p for p in with_seeds(best, extra_seeds(cfg.sweep)) if p not in points]
-        more_ran, more_skipped = _run(cfg, extras, on_record)
-        points, ran, skipped = points + extras, ran + more_ran, skipped + more_skipped
-    records = [r for p in points if (r := read_record(run_dir_for(out_dir, p))) is not None]
-    return SweepResult(out_dir, records, ran, skipped, write_report(out_dir, cfg, records))
+    with sweep_lock(out_dir):
+        check_settings(out_dir, shared_settings(cfg))
+        write_text(out_dir / "config.yaml", cfg.to_yaml())
+        ran, skipped = _run(cfg, points, on_record)
+        if cfg.sweep.extra_seeds_for_best:
+            best = best_points(points, out_dir, cfg.sweep.extra_seeds_for_best)
+            extras = [p for p in with_seeds(best, extra_seeds(cfg.sweep)) if p not in points]
+            more_ran, more_skipped = _run(cfg, extras, on_record)
+            points, ran, skipped = points + extras, ran + more_ran, skipped + more_skipped
+        records = [r for p in points if (r := read_record(run_dir_for(out_dir, p))) is not None]
+        return SweepResult(out_dir, records, ran, skipped, write_report(out_dir, cfg, records))

@@ -37,8 +37,7 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "hd95_undefined": rec["undefined"].get("hd95", 0), "parameters": rec["parameters"],
             "train_seconds": rec["train_seconds"], "inference_ms_per_image": rec["inference_ms_per_image"],
         })
-    columns = [*KEY, "seed", *(q for q, _, _ in QUANTITIES), "hd95_undefined", "parameters"]
-    return pd.DataFrame(rows).reindex(columns=list(dict.fromkeys(columns + [c for r in rows for c in r])))
+    return pd.DataFrame(rows, columns=[*KEY, "seed", *(q for q, _, _ in QUANTITIES), "hd95_undefined", "parameters"])
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
@@ -143,11 +142,12 @@ def findings(table: pd.DataFrame, best: pd.DataFrame) -> list[str]:
     for kind in ("augmented vs initial", "pretrained vs scratch"):
         sub = table[table["comparison"] == kind]
         if len(sub):
-            better = int((sub["mean_diff"] > 0).sum())
-            clear = int(sub["verdict"].str.endswith("better").sum())
+            called = sub["verdict"].str.endswith("better")
             lines.append(
-                f"{kind}: {kind.split(' vs ')[0]} was higher in {better} of {len(sub)} configurations (mean difference "
-                f"{sub['mean_diff'].mean():+.4f}); {clear} of the differences are beyond the seed spread and significant"
+                f"{kind}: {kind.split(' vs ')[0]} was higher in {int((sub['mean_diff'] > 0).sum())} of {len(sub)} "
+                f"configurations (mean difference {sub['mean_diff'].mean():+.4f}); beyond the seed spread and "
+                f"significant: {int((called & (sub['mean_diff'] > 0)).sum())} higher, "
+                f"{int((called & (sub['mean_diff'] < 0)).sum())} lower"
                 + ("; with one seed per configuration the spread is unknown" if sub["n_seeds"].max() < 2 else "")
             )
     if len(best):
@@ -156,8 +156,9 @@ def findings(table: pd.DataFrame, best: pd.DataFrame) -> list[str]:
                      f"Dice {top['dice_mean']:.4f} over {top['n_seeds']} seed(s)")
     for kind in ("best vs runner-up architecture", "best vs runner-up configuration"):
         for _, row in table[table["comparison"] == kind].iterrows():
-            lines.append(f"{kind}: {row['a']} vs {row['b']}: difference {row['mean_diff']:+.4f}, "
-                         f"seed std {row['seed_std']:.4f}: {row['verdict']}")
+            lines.append(f"{kind}: {row['a']} vs {row['b']}: difference {row['mean_diff']:+.4f} over "
+                         f"{row['n_seeds']} shared seed(s), seed std {format_cell(row['seed_std'], float('nan'), 4)}: "
+                         f"{row['verdict']}")
     return lines
 
 

@@ -35,6 +35,7 @@ class TrainResult:
     epochs_run: int
     train_seconds: float
     precision: str
+    steps: int = 0
 
 
 def cpu_supports_bf16() -> bool:
@@ -132,7 +133,8 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     elapsed = time.perf_counter() - started
     if not trainer.is_global_zero:
-        return TrainResult(run_dir, run_dir / MODEL_FILE, None, trainer.current_epoch, elapsed, precision)
+        return TrainResult(run_dir, run_dir / MODEL_FILE, None, trainer.current_epoch, elapsed, precision,
+                           trainer.global_step)
 
     best_path = ckpt_dir / "best.ckpt"
     best_score = callbacks[0].best_model_score
@@ -156,5 +158,5 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
 
     plot_training_curves(run_dir / "logs" / "metrics.csv", run_dir / "training_curves.png")
     return TrainResult(run_dir, model_path, float(best_score) if best_score is not None else None,
-                       trainer.current_epoch, elapsed, precision)
+                       trainer.current_epoch, elapsed, precision, trainer.global_step)
 
