@@ -28,7 +28,7 @@ from cardioseg.app.strokes import Stroke, rasterize
 from cardioseg.config import PostprocessConfig
 from cardioseg.errors import DataError
 from cardioseg.inference.engine import to_labels
-from cardioseg.inference.predict import finish_labels
+from cardioseg.inference.outputs import finish_labels
 from cardioseg.viz.slices import display_spacing, volume_slice
 
 UNTOUCHED = -1
