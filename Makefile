@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/cardioseg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, pinned: these two install from this machine's disk (see docs/install.md)
+	# torch first, pinned: these two install from this machine's disk (see docs/index.md#install)
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $(BIN)/cardioseg
