@@ -8,9 +8,9 @@ its sidecar). Backends:
 * ``onnx``: ONNX Runtime fp32; a checkpoint is exported on the fly into a scratch folder (a few
   seconds) unless `cardioseg export` already wrote a matching ``.onnx`` next to it;
 * ``auto``: ONNX Runtime whenever a matching export is at hand, else PyTorch. ONNX Runtime is
-  the fastest backend whose masks equal fp32 PyTorch's (1.4-1.8x PyTorch fp32 on a 2-core EPYC,
-  benchmarks/RESULTS.md); bf16 PyTorch is faster on batches but its masks drift (Dice 0.98-0.998
-  against fp32). ``auto`` never spends an export on a run that may be a single image.
+  the fastest backend whose masks equal fp32 PyTorch's (1.3-2.0x PyTorch fp32 on a 2-core EPYC,
+  benchmarks/RESULTS.md); bf16 PyTorch is faster on batches but its masks drift (minimum Dice
+  0.98-0.998 against fp32). ``auto`` never spends an export on a run that may be a single image.
 """
 
 from __future__ import annotations
