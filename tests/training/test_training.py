@@ -38,7 +38,7 @@ def trained_run(camus64: Path, tmp_path_factory: pytest.TempPathFactory):
     run_dir = tmp_path_factory.mktemp("runs") / "unet64"
     cfg = load_config(overrides={
         "data.prepared": camus64, "train.run_dir": run_dir, "model.arch": "unet", "model.encoder": "resnet18",
-        "train.epochs": 3, "train.time_budget": "45s", "train.batch_size": 32, "train.lr": 0.003,
+        "train.epochs": 2, "train.batch_size": 32, "train.lr": 0.003,
         "train.num_workers": 0, "train.checkpoint_every_n_steps": 25,
     })
     return cfg, train(cfg, progress=False)
