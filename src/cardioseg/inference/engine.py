@@ -12,7 +12,30 @@ from cardioseg.models.checkpoint import ModelBundle
 from cardioseg.training.run import resolve_precision
 
 
-class Predictor:
+class BatchedPredictor:
+    """Batching and per-image timing shared by every backend; subclasses implement ``_forward``."""
+
+    batch_size: int
+    seconds: float
+    images_seen: int
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def iter_probabilities(self, images: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (start index, probabilities) batch by batch, so callers can stream results."""
+        for start in range(0, len(images), self.batch_size):
+            yield start, self._forward(images[start : start + self.batch_size])
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return np.concatenate([p for _, p in self.iter_probabilities(images)]) if len(images) else np.zeros((0,))
+
+    @property
+    def ms_per_image(self) -> float:
+        return 1000.0 * self.seconds / max(1, self.images_seen)
+
+
+class Predictor(BatchedPredictor):
     """Turns preprocessed images (N, H, W) into class probabilities (N, C, H, W).
 
     C is 1 for a binary model (sigmoid foreground probability) and K+1 for a multi-class model
@@ -42,18 +65,6 @@ class Predictor:
         self.seconds += time.perf_counter() - started
         self.images_seen += len(batch)
         return out
-
-    def iter_probabilities(self, images: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (start index, probabilities) batch by batch, so callers can stream results."""
-        for start in range(0, len(images), self.batch_size):
-            yield start, self._forward(images[start : start + self.batch_size])
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return np.concatenate([p for _, p in self.iter_probabilities(images)]) if len(images) else np.zeros((0,))
-
-    @property
-    def ms_per_image(self) -> float:
-        return 1000.0 * self.seconds / max(1, self.images_seen)
 
 
 def to_labels(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,7 @@ import numpy as np
 
 from cardioseg.errors import CheckpointError
 from cardioseg.inference.deployable import IDENTITY_STATS
+from cardioseg.inference.engine import BatchedPredictor
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -34,7 +34,7 @@ def open_session(path: Path, threads: int | None = None) -> ort.InferenceSession
         raise CheckpointError(f"ONNX Runtime cannot load this model ({str(exc)[:300]})", path) from exc
 
 
-class OnnxPredictor:
+class OnnxPredictor(BatchedPredictor):
     """Normalised images (N, H, W) -> probabilities (N, C, H, W) through an exported ONNX file.
 
     Images arrive normalised exactly as for PyTorch, so the graph's own normalisation is given
@@ -57,14 +57,3 @@ class OnnxPredictor:
         self.seconds += time.perf_counter() - started
         self.images_seen += len(batch)
         return out
-
-    def iter_probabilities(self, images: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-        for start in range(0, len(images), self.batch_size):
-            yield start, self._forward(images[start : start + self.batch_size])
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return np.concatenate([p for _, p in self.iter_probabilities(images)]) if len(images) else np.zeros((0,))
-
-    @property
-    def ms_per_image(self) -> float:
-        return 1000.0 * self.seconds / max(1, self.images_seen)
