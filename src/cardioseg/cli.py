@@ -135,6 +135,23 @@ def inspect(
 
 @app.command()
 @reports_errors
+def augment(
+    prepared: Annotated[Path, typer.Argument(help="prepared dataset folder")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="new prepared dataset folder")],
+    copies: Annotated[int, typer.Option(help="augmented copies of every training sample")] = 10,
+    seed: Annotated[int, typer.Option(help="random seed of the transforms")] = 0,
+) -> None:
+    """Offline augmentation: a new prepared dataset whose training split holds N extra transformed copies."""
+    from cardioseg.data.offline_augment import augment_offline
+    from cardioseg.data.prepared import PreparedDataset
+
+    result = PreparedDataset(augment_offline(prepared, out, copies=copies, seed=seed))
+    console.print(f"Wrote [bold]{out}[/]: {len(result.indices('train'))} training samples "
+                  f"({copies} augmented copies each), val and test unchanged")
+
+
+@app.command()
+@reports_errors
 def train(
     prepared: Annotated[Path | None, typer.Option("--data", "-d", help="prepared dataset folder")] = None,
     run_dir: Annotated[Path | None, typer.Option("--run-dir", "-r", help="output folder (resumes if it holds a run)")] = None,

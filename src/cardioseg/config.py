@@ -119,6 +119,11 @@ class TrainConfig(_Section):
     early_stopping_patience: int | None = Field(None, ge=1)
     precision: Literal["auto", "bf16", "32"] = "auto"
     channels_last: bool = True
+    bn_momentum: float | None = Field(
+        None, gt=0, le=1,
+        description="set every BatchNorm's running-statistics momentum (PyTorch's default is 0.1; smp's efficientnet-b* "
+        "encoders keep TensorFlow's 0.01, whose running statistics lag far behind in short runs); None keeps each model's own",
+    )
     num_workers: int = Field(1, ge=0)
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None uses every core")
     devices: int = Field(1, ge=1)

@@ -28,3 +28,21 @@ def test_training_split_grows_tenfold_and_others_stay(camus224: Path, tmp_path: 
     assert set(np.unique(out.labels)) <= {0, 1}
     again = PreparedDataset(augment_offline(prepared, tmp_path / "again", copies=10, seed=3))
     np.testing.assert_array_equal(again.images, out.images)  # same seed, same copies
+
+
+def test_cli_writes_the_augmented_dataset_and_names_a_missing_source(camus224: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cardioseg.cli import app
+
+    source = copy_camus_patients(camus224, tmp_path / "raw", [f"patient{i:04d}" for i in range(1, 6)])
+    prepared = tmp_path / "prepared"
+    prepare_dataset(load_config(overrides={"data.source": source, "data.prepared": prepared, "data.labels": {1: 1},
+                                           "preprocess.size": [32, 32]}), progress=False)
+    n_train = len(PreparedDataset(prepared).indices("train"))
+    result = CliRunner().invoke(app, ["augment", str(prepared), "-o", str(tmp_path / "x2"), "--copies", "2"])
+    assert result.exit_code == 0, result.output
+    assert len(PreparedDataset(tmp_path / "x2").indices("train")) == 3 * n_train
+    missing = CliRunner().invoke(app, ["augment", str(tmp_path / "nowhere"), "-o", str(tmp_path / "y")])
+    assert missing.exit_code == 1
+    assert "nowhere" in missing.output and "Traceback" not in missing.output

@@ -45,7 +45,7 @@ def trained_run(camus64: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_short_training_clearly_beats_the_mean_shape(trained_run, camus64: Path) -> None:
-    cfg, result = trained_run
+    _, result = trained_run
     baseline = mean_shape_dice(PreparedDataset(camus64))
     assert result.best_val_dice is not None
     assert result.best_val_dice > baseline + 0.1, (result.best_val_dice, baseline)

@@ -79,7 +79,7 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any parse failure is a bad file, reported by name
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file, reported by name
         raise CheckpointError(f"not a readable weights file ({exc.__class__.__name__}: {exc})", path) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]

@@ -65,7 +65,7 @@ class UNet(nn.Module):
         classes: int,
         widths: Sequence[int],
         *,
-        encoder: EncoderFactory = pooled(DoubleConv),
+        encoder: EncoderFactory = pooled(DoubleConv),  # noqa: B008 - a pure factory, safe to share
         decoder: BlockFactory = DoubleConv,
         skip: SkipFactory | None = None,
         bottleneck: nn.Module | None = None,

@@ -18,7 +18,7 @@ from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import CheckpointError
 from cardioseg.fileio import write_text
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
-from cardioseg.models.factory import build_model
+from cardioseg.models.factory import build_model, set_batchnorm_momentum, slow_batchnorm_layers
 from cardioseg.models.registry import get_model_entry
 from cardioseg.training.callbacks import AtomicCheckpointIO, WarmupCosine
 from cardioseg.training.datamodule import SegmentationData
@@ -91,6 +91,12 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     data = SegmentationData(cfg, prepared, binary)
     world = tc.devices * tc.num_nodes
     model = build_model(cfg.model)
+    if tc.bn_momentum is not None:
+        set_batchnorm_momentum(model, tc.bn_momentum)
+    elif slow := slow_batchnorm_layers(model):
+        warnings.warn(f"{slow} BatchNorm layers update their running statistics with momentum < 0.05 (smp's "
+                      "efficientnet-b* encoders); in a short run they lag so far behind that evaluation can fail "
+                      "completely: set train.bn_momentum=0.1", stacklevel=2)
     module = SegmentationModule(model, cfg.model, tc)
 
     budget_s = parse_duration(tc.time_budget) if tc.time_budget else None

@@ -1,0 +1,83 @@
+"""Test the echo study's conclusions across a finished sweep's configurations (issue 4).
+
+The sweep's own report compares configurations over seeds; the study's claims are about whole
+factors (augmentation helps, DeepLabV3+ is the best architecture, the encoder matters), so here
+each factor is tested with the other grid axes as blocks, on seed 0 (every configuration has it):
+Wilcoxon signed-rank for augmentation (architecture x encoder pairs), Friedman tests for
+architecture (blocks: encoder x augmentation) and encoder (blocks: architecture x augmentation),
+and a paired t-test over seeds for ImageNet-pretrained vs scratch.
+
+    .venv/bin/python benchmarks/sweep_conclusions.py runs/sweep_camus [runs/sweep_pretrained]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+from scipy import stats
+
+from cardioseg.sweep.tables import runs_frame
+
+
+def load_runs(sweep_dir: Path) -> pd.DataFrame:
+    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("runs/*/record.json"))]
+    if not records:
+        raise SystemExit(f"{sweep_dir}: no run records (run the sweep first)")
+    return runs_frame(records)
+
+
+def factor_ranks(runs: pd.DataFrame, factor: str, blocks: list[str]) -> tuple[pd.DataFrame, float]:
+    """Mean Dice and mean rank (1 = best) of each level of ``factor``; Friedman p over the blocks."""
+    wide = runs.pivot_table(index=blocks, columns=factor, values="dice").dropna()
+    ranks = wide.rank(axis=1, ascending=False)
+    table = pd.DataFrame({"mean Dice": wide.mean(), "mean rank": ranks.mean(), "best in": (ranks == 1).sum(),
+                          "blocks": len(wide)}).sort_values("mean rank")
+    p = stats.friedmanchisquare(*(wide[c] for c in wide.columns)).pvalue if wide.shape[1] > 2 else float("nan")
+    return table, float(p)
+
+
+def augmentation_effect(runs: pd.DataFrame) -> str:
+    wide = runs.pivot_table(index=["arch", "encoder"], columns="augmentation", values="dice").dropna()
+    delta = wide["echo"] - wide["none"]
+    p = stats.wilcoxon(delta).pvalue
+    return (f"augmented - initial Dice over {len(delta)} architecture x encoder pairs: median {delta.median():+.4f}, "
+            f"mean {delta.mean():+.4f}; augmentation better in {(delta > 0).sum()} of {len(delta)}; "
+            f"Wilcoxon signed-rank p = {p:.3g}")
+
+
+def pretrained_effect(runs: pd.DataFrame) -> list[str]:
+    lines = []
+    for aug, group in runs.groupby("augmentation"):
+        wide = group.pivot_table(index="seed", columns="weights", values="dice").dropna()
+        scratch = wide.pop("scratch")
+        pretrained = wide.iloc[:, 0]  # the one other weights label: the converted ImageNet file
+        delta = pretrained - scratch
+        p = stats.ttest_rel(pretrained, scratch).pvalue if len(delta) > 1 else float("nan")
+        lines.append(f"{aug}: pretrained {pretrained.mean():.4f} ± {pretrained.std():.4f} vs scratch "
+                     f"{scratch.mean():.4f} ± {scratch.std():.4f} over seeds {list(wide.index)}; "
+                     f"difference {delta.mean():+.4f}, pretrained better in {(delta > 0).sum()} of {len(delta)}, "
+                     f"paired t-test p = {p:.3g}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path)
+    parser.add_argument("pretrained", type=Path, nargs="?")
+    args = parser.parse_args()
+    runs = load_runs(args.sweep)
+    seed0 = runs[runs.seed == runs.seed.min()]
+    print("### Augmentation\n\n" + augmentation_effect(seed0) + "\n")
+    for factor, blocks in (("arch", ["encoder", "augmentation"]), ("encoder", ["arch", "augmentation"])):
+        table, p = factor_ranks(seed0, factor, blocks)
+        print(f"### {factor.capitalize()} (Friedman p = {p:.3g})\n\n{table.round(4).to_markdown()}\n")
+    if args.pretrained:
+        print("### ImageNet-pretrained vs scratch\n\n" + "\n".join(f"- {line}" for line in
+                                                                 pretrained_effect(load_runs(args.pretrained))))
+
+
+if __name__ == "__main__":
+    main()
