@@ -124,6 +124,11 @@ class TrainConfig(_Section):
         description="set every BatchNorm's running-statistics momentum (PyTorch's default is 0.1; smp's efficientnet-b* "
         "encoders keep TensorFlow's 0.01, whose running statistics lag far behind in short runs); None keeps each model's own",
     )
+    recalibrate_bn_batches: int = Field(
+        0, ge=0,
+        description="before each validation, re-estimate every BatchNorm's running statistics with the current "
+        "weights from the last N training batches (precise BN); short runs whose statistics lag the weights need it",
+    )
     num_workers: int = Field(1, ge=0)
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None uses every core")
     devices: int = Field(1, ge=1)

@@ -39,7 +39,7 @@ def trained_run(camus64: Path, tmp_path_factory: pytest.TempPathFactory):
     cfg = load_config(overrides={
         "data.prepared": camus64, "train.run_dir": run_dir, "model.arch": "unet", "model.encoder": "resnet18",
         "train.epochs": 2, "train.batch_size": 32, "train.lr": 0.003,
-        "train.num_workers": 0, "train.checkpoint_every_n_steps": 25,
+        "train.num_workers": 0, "train.checkpoint_every_n_steps": 25, "train.recalibrate_bn_batches": 4,
     })
     return cfg, train(cfg, progress=False)
 
@@ -52,6 +52,15 @@ def test_short_training_clearly_beats_the_mean_shape(trained_run, camus64: Path)
     assert (result.run_dir / "training_curves.png").stat().st_size > 1000
     assert (result.run_dir / "logs" / "metrics.csv").is_file()
     assert (result.run_dir / "config.yaml").is_file()
+
+
+def test_saved_model_carries_batchnorm_statistics_recalibrated_before_validation(trained_run) -> None:
+    _, result = trained_run
+    layers = [m for m in load_bundle(result.model_path).model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert layers
+    # Training alone would leave the step count (2 epochs of batches) here; recalibration restarts at 4.
+    assert {int(m.num_batches_tracked) for m in layers} == {4}
+    assert all(m.momentum == 0.1 for m in layers)  # the layers' own momentum is back after the cumulative pass
 
 
 def test_checkpoint_round_trip_gives_identical_predictions(trained_run, camus64: Path) -> None:

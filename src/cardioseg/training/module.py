@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from cardioseg.config import ModelConfig, TrainConfig
+from cardioseg.training.batchnorm import recalibrate_batchnorm
 from cardioseg.training.losses import build_loss
 
 
@@ -38,6 +41,8 @@ class SegmentationModule(L.LightningModule):
         self.memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
         self.register_buffer("_val_sum", torch.zeros(()), persistent=False)
         self.register_buffer("_val_count", torch.zeros(()), persistent=False)
+        # The latest training inputs (after augmentation), kept to re-estimate BatchNorm statistics.
+        self._recent_inputs: deque[torch.Tensor] = deque(maxlen=train_cfg.recalibrate_bn_batches or None)
 
     def setup(self, stage: str) -> None:
         self.model.to(memory_format=self.memory_format)
@@ -47,11 +52,16 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, target = batch
+        if self.train_cfg.recalibrate_bn_batches:
+            self._recent_inputs.append(images.detach())
         loss = self.loss(self(images).float(), target)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
         return loss
 
     def on_validation_epoch_start(self) -> None:
+        if self._recent_inputs:
+            with self.trainer.precision_plugin.train_step_context():
+                recalibrate_batchnorm(self, list(self._recent_inputs))
         self._val_sum.zero_()
         self._val_count.zero_()
 
