@@ -22,19 +22,29 @@ from scipy import stats
 from cardioseg.sweep.tables import runs_frame
 
 
+def training_steps(run_dir: Path) -> int:
+    """Optimiser steps the run made within its budget (the last step its training log shows)."""
+    log = run_dir / "logs" / "metrics.csv"
+    return int(pd.read_csv(log)["step"].max()) + 1 if log.is_file() else -1
+
+
 def load_runs(sweep_dir: Path) -> pd.DataFrame:
     records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("runs/*/record.json"))]
     if not records:
         raise SystemExit(f"{sweep_dir}: no run records (run the sweep first)")
-    return runs_frame(records)
+    runs = runs_frame(records)
+    ok = [r for r in records if r.get("status") == "ok"]
+    runs["steps"] = [training_steps(sweep_dir / "runs" / r["run_id"]) for r in ok]
+    return runs
 
 
 def factor_ranks(runs: pd.DataFrame, factor: str, blocks: list[str]) -> tuple[pd.DataFrame, float]:
     """Mean Dice and mean rank (1 = best) of each level of ``factor``; Friedman p over the blocks."""
     wide = runs.pivot_table(index=blocks, columns=factor, values="dice").dropna()
     ranks = wide.rank(axis=1, ascending=False)
+    steps = runs.groupby(factor)["steps"].mean()
     table = pd.DataFrame({"mean Dice": wide.mean(), "mean rank": ranks.mean(), "best in": (ranks == 1).sum(),
-                          "blocks": len(wide)}).sort_values("mean rank")
+                          "blocks": len(wide), "mean steps in budget": steps.round(0)}).sort_values("mean rank")
     p = stats.friedmanchisquare(*(wide[c] for c in wide.columns)).pvalue if wide.shape[1] > 2 else float("nan")
     return table, float(p)
 
