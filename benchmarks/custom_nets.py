@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from cardioseg.config import load_config
 from cardioseg.data.offline_augment import augment_offline
@@ -44,6 +45,34 @@ RUNS: list[tuple[str, str, dict, bool, bool]] = [
 ]
 
 
+# (a, b): paired per-image comparisons of RUNS indices, the published claims first.
+PAIRS: list[tuple[int, int]] = [(2, 1), (1, 0), (2, 0), (3, 1), (2, 3), (5, 4), (6, 4), (7, 4), (8, 4), (8, 7)]
+
+
+def per_case_dice(run_dir: Path) -> pd.Series:
+    cases = pd.read_csv(run_dir / "evaluation" / "per_case.csv")
+    return cases[cases.variant == "raw"].set_index("case_id")["dice"]
+
+
+def ef_mae(run_dir: Path) -> float:
+    """Mean absolute error of the biplane ejection fraction (percentage points) against the reference masks'."""
+    return round(float(pd.read_csv(run_dir / "evaluation" / "clinical_ef.csv")["ef_error"].abs().mean()), 2)
+
+
+def paired_comparisons(run_dirs: dict[int, Path]) -> pd.DataFrame:
+    """Same validation images, two networks: Dice difference, images won, Wilcoxon signed-rank p."""
+    rows = []
+    for a, b in PAIRS:
+        if a not in run_dirs or b not in run_dirs:
+            continue
+        da, db = per_case_dice(run_dirs[a]), per_case_dice(run_dirs[b])
+        delta = (da - db.reindex(da.index)).dropna()
+        rows.append({"a": RUNS[a][0], "b": RUNS[b][0], "images": len(delta),
+                     "mean Dice a - b": round(delta.mean(), 4), "a better on": int((delta > 0).sum()),
+                     "b better on": int((delta < 0).sum()), "Wilcoxon p": float(f"{stats.wilcoxon(delta).pvalue:.3g}")})
+    return pd.DataFrame(rows)
+
+
 def metric(summary: dict, name: str) -> tuple[float, float]:
     record = next(r for r in summary["metrics"]["raw"] if r["metric"] == name)
     return record["mean"], record["std"]
@@ -57,13 +86,14 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--recalibrate-bn", type=int, default=20,
                         help="re-estimate BatchNorm statistics from the last N training batches before each validation")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (other seeds get their own run folders)")
     parser.add_argument("--only", default="", help="comma-separated indices of RUNS to run")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/custom_nets"))
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"camus224 not found at {DATA}: this benchmark needs the shared data")
     selected = [int(i) for i in args.only.split(",") if i] or range(len(RUNS))
-    rows = []
+    rows, run_dirs = [], {}
     for index in selected:
         name, arch, options, use_clahe, offline = RUNS[index]
         prepared = args.out / f"camus_lv_{args.size}{'_clahe' if use_clahe else ''}"
@@ -76,8 +106,9 @@ def main() -> None:
             train_data = prepared.with_name(prepared.name + "_offline10")
             if not (train_data / "dataset.json").is_file():
                 augment_offline(prepared, train_data, copies=10, seed=0)
-        run_dir = args.out / f"run{index}_{arch}"
+        run_dir = args.out / f"run{index}_{arch}{f'_s{args.seed}' if args.seed else ''}"
         record_path = run_dir / "record.json"
+        run_dirs[index] = run_dir
         if record_path.is_file():
             rows.append(json.loads(record_path.read_text()))
             continue
@@ -85,7 +116,7 @@ def main() -> None:
                                      "model.encoder": None, "model.options": options,
                                      "train.run_dir": run_dir, "train.epochs": 1000, "train.time_budget": args.budget,
                                      "train.batch_size": args.batch_size, "train.lr": args.lr,
-                                     "train.recalibrate_bn_batches": args.recalibrate_bn,
+                                     "train.recalibrate_bn_batches": args.recalibrate_bn, "train.seed": args.seed,
                                      "evaluate.split": "val", "evaluate.out_dir": run_dir / "evaluation"})
         started = time.perf_counter()
         trained = train(cfg, progress=False)
@@ -104,9 +135,15 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row))
     table = pd.DataFrame(rows)
-    table.to_csv(args.out / "custom_nets.csv", index=False)
-    (args.out / "custom_nets.md").write_text(table.to_markdown(index=False))
-    print(table.to_markdown(index=False))
+    table.insert(2, "seed", args.seed)
+    table["ef_mae_points"] = [ef_mae(run_dirs[i]) for i in selected]
+    suffix = f"_s{args.seed}" if args.seed else ""
+    table.to_csv(args.out / f"custom_nets{suffix}.csv", index=False)
+    pairs = paired_comparisons(run_dirs)
+    pairs.to_csv(args.out / f"custom_nets_pairs{suffix}.csv", index=False)
+    report = f"{table.to_markdown(index=False)}\n\nPaired per-image comparisons (validation split):\n\n{pairs.to_markdown(index=False)}\n"
+    (args.out / f"custom_nets{suffix}.md").write_text(report)
+    print(report)
 
 
 if __name__ == "__main__":
