@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sweeps of issue 4, on the shared camus224 data. Each is resumable: run the same command again.
-#   bash benchmarks/run_sweeps.sh camus        # 9 architectures x 3 encoders x {initial, augmented}, 60 s each (68 min on 2 cores)
+#   bash benchmarks/run_sweeps.sh camus        # 9 architectures x 3 encoders x {initial, augmented}, 60 s each (57 runs, about 75 min on 2 cores)
 #   bash benchmarks/run_sweeps.sh pretrained   # Lite0 U-Net, ImageNet weights vs scratch, 3 seeds (16 min)
 # Results of both: benchmarks/RESULTS.md, benchmarks/sweep_camus/, benchmarks/sweep_pretrained/.
 # Further arguments go to `cardioseg sweep`, e.g. --backend ray --address auto --max-concurrent 4.
