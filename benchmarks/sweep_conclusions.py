@@ -13,13 +13,13 @@ and a paired t-test over seeds for ImageNet-pretrained vs scratch.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
 from scipy import stats
 
 from cardioseg.sweep.tables import runs_frame
+from cardioseg.sweep.trial import read_records
 
 
 def training_steps(run_dir: Path) -> int:
@@ -29,7 +29,7 @@ def training_steps(run_dir: Path) -> int:
 
 
 def load_runs(sweep_dir: Path) -> pd.DataFrame:
-    records = [json.loads(p.read_text()) for p in sorted(sweep_dir.glob("runs/*/record.json"))]
+    records = read_records(sweep_dir)
     if not records:
         raise SystemExit(f"{sweep_dir}: no run records (run the sweep first)")
     runs = runs_frame(records)

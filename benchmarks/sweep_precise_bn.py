@@ -12,22 +12,25 @@ gain means the network had learnt and only its normalisation statistics were sta
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from cardioseg.config import load_config
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.evaluation.metrics import overlap_metrics
 from cardioseg.models.checkpoint import load_bundle
+from cardioseg.sweep.trial import read_records
 from cardioseg.training.batchnorm import recalibrate_batchnorm
 
 
 def dice(model: torch.nn.Module, images: torch.Tensor, reference: np.ndarray) -> float:
+    """Dice over all held-out pixels at once (the images stacked as one mask)."""
     with torch.no_grad():
         predicted = (model(images)[:, 0] > 0).numpy()
-    return float(2 * (predicted & reference).sum() / max(1, predicted.sum() + reference.sum()))
+    return overlap_metrics(predicted, reference)["dice"]
 
 
 def main() -> None:
@@ -37,11 +40,11 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    records = [json.loads(p.read_text()) for p in sorted(args.sweep.glob("runs/*/record.json"))]
+    records = read_records(args.sweep)
     low = [r for r in records if r.get("status") == "ok" and r["metrics"]["dice"] < args.below]
     if not low:
         raise SystemExit(f"{args.sweep}: no finished run with Dice below {args.below}")
-    prepared = PreparedDataset(Path(json.loads((args.sweep / "shared_settings.json").read_text())["data"]["prepared"]))
+    prepared = PreparedDataset(load_config(args.sweep / "config.yaml").data.prepared)
     split = records[0]["split"]
     held_out = prepared.indices(split)
     images = torch.from_numpy(np.asarray(prepared.images[held_out]))[:, None].float()

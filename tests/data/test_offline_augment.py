@@ -11,11 +11,17 @@ from cardioseg.data.prepared import PreparedDataset
 from tests.conftest import copy_camus_patients
 
 
-def test_training_split_grows_tenfold_and_others_stay(camus224: Path, tmp_path: Path) -> None:
-    source = copy_camus_patients(camus224, tmp_path / "raw", [f"patient{i:04d}" for i in range(1, 11)])
+def prepared_patients(camus224: Path, tmp_path: Path, count: int) -> Path:
+    """The first ``count`` camus224 patients prepared at 32x32 (LV only)."""
+    source = copy_camus_patients(camus224, tmp_path / "raw", [f"patient{i:04d}" for i in range(1, count + 1)])
     prepared = tmp_path / "prepared"
     prepare_dataset(load_config(overrides={"data.source": source, "data.prepared": prepared, "data.labels": {1: 1},
                                            "preprocess.size": [32, 32]}), progress=False)
+    return prepared
+
+
+def test_training_split_grows_tenfold_and_others_stay(camus224: Path, tmp_path: Path) -> None:
+    prepared = prepared_patients(camus224, tmp_path, 10)
     base = PreparedDataset(prepared)
     out = PreparedDataset(augment_offline(prepared, tmp_path / "x10", copies=10, seed=3))
     n_train = len(base.indices("train"))
@@ -35,10 +41,7 @@ def test_cli_writes_the_augmented_dataset_and_names_a_missing_source(camus224: P
 
     from cardioseg.cli import app
 
-    source = copy_camus_patients(camus224, tmp_path / "raw", [f"patient{i:04d}" for i in range(1, 6)])
-    prepared = tmp_path / "prepared"
-    prepare_dataset(load_config(overrides={"data.source": source, "data.prepared": prepared, "data.labels": {1: 1},
-                                           "preprocess.size": [32, 32]}), progress=False)
+    prepared = prepared_patients(camus224, tmp_path, 5)
     n_train = len(PreparedDataset(prepared).indices("train"))
     result = CliRunner().invoke(app, ["augment", str(prepared), "-o", str(tmp_path / "x2"), "--copies", "2"])
     assert result.exit_code == 0, result.output

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from cardioseg.config import ModelConfig
-from cardioseg.models.factory import build_model, set_batchnorm_momentum, slow_batchnorm_layers
+from cardioseg.models.factory import build_model
+from cardioseg.training.batchnorm import set_batchnorm_momentum, slow_batchnorm_layers
 
 
 def batchnorm_momenta(model: nn.Module) -> set[float]:

@@ -35,6 +35,11 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def read_records(out_dir: Path) -> list[dict[str, Any]]:
+    """Every run record in a sweep folder, finished or failed, in run-id order."""
+    return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(Path(out_dir).glob(f"runs/*/{RECORD_FILE}"))]
+
+
 def is_finished(out_dir: Path, point: GridPoint) -> bool:
     record = read_record(run_dir_for(out_dir, point))
     return record is not None and record["status"] == "ok"

@@ -20,6 +20,19 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [layer for layer in model.modules() if isinstance(layer, nn.modules.batchnorm._BatchNorm)]
 
 
+def set_batchnorm_momentum(model: nn.Module, momentum: float) -> int:
+    """Give every BatchNorm layer the same running-statistics momentum; returns how many were changed."""
+    changed = [layer for layer in batchnorm_layers(model) if layer.momentum != momentum]
+    for layer in changed:
+        layer.momentum = momentum
+    return len(changed)
+
+
+def slow_batchnorm_layers(model: nn.Module, below: float = 0.05) -> int:
+    """How many BatchNorm layers use a running-statistics momentum under ``below`` (TensorFlow-style 0.01)."""
+    return sum(1 for layer in batchnorm_layers(model) if layer.momentum is not None and layer.momentum < below)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
     """Replace every BatchNorm's running statistics by their plain average over ``batches``.

@@ -41,8 +41,9 @@ class SegmentationModule(L.LightningModule):
         self.memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
         self.register_buffer("_val_sum", torch.zeros(()), persistent=False)
         self.register_buffer("_val_count", torch.zeros(()), persistent=False)
-        # The latest training inputs (after augmentation), kept to re-estimate BatchNorm statistics.
-        self._recent_inputs: deque[torch.Tensor] = deque(maxlen=train_cfg.recalibrate_bn_batches or None)
+        # The latest training inputs (after augmentation), kept to re-estimate BatchNorm statistics
+        # (maxlen 0 when that is off: appending keeps nothing).
+        self._recent_inputs: deque[torch.Tensor] = deque(maxlen=train_cfg.recalibrate_bn_batches)
 
     def setup(self, stage: str) -> None:
         self.model.to(memory_format=self.memory_format)
@@ -52,8 +53,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, target = batch
-        if self.train_cfg.recalibrate_bn_batches:
-            self._recent_inputs.append(images.detach())
+        self._recent_inputs.append(images.detach())
         loss = self.loss(self(images).float(), target)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
         return loss

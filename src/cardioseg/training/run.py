@@ -18,8 +18,9 @@ from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import CheckpointError
 from cardioseg.fileio import write_text
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
-from cardioseg.models.factory import build_model, set_batchnorm_momentum, slow_batchnorm_layers
+from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
+from cardioseg.training.batchnorm import set_batchnorm_momentum, slow_batchnorm_layers
 from cardioseg.training.callbacks import AtomicCheckpointIO, WarmupCosine
 from cardioseg.training.datamodule import SegmentationData
 from cardioseg.training.module import SegmentationModule
