@@ -34,13 +34,14 @@ import numpy as np
 import torch
 
 from cardioseg.config import ExportConfig, ModelConfig, PreprocessConfig
-from cardioseg.data.preprocess import orient, preprocess_2d
+from cardioseg.data.preprocess import Pipeline
 from cardioseg.data.readers.base import read_raster
-from cardioseg.inference.engine import Predictor
 from cardioseg.inference.export import export_bundle
-from cardioseg.inference.onnx_backend import OnnxPredictor
+from cardioseg.inference.onnx_backend import OnnxBackend
+from cardioseg.inference.torch_backend import TorchBackend
 from cardioseg.models.checkpoint import ModelBundle, load_bundle
 from cardioseg.models.factory import build_model
+from cardioseg.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "camus224"
@@ -71,7 +72,8 @@ def camus_images(split: str, count: int, size: int) -> np.ndarray:
     """Real camus224 images (apex up), preprocessed as the demo model expects (min-max, resize)."""
     files = sorted(p for p in (DATA / split).glob("patient*_E?.png"))[:count]
     pre = PreprocessConfig(size=(size, size))
-    return np.stack([preprocess_2d(orient(read_raster(p), "transpose"), None, pre)[0] for p in files])
+    pipeline = Pipeline(pre, "transpose")
+    return np.stack([pipeline.image(read_raster(p))[0] for p in files])
 
 
 def make_bundle(size: int) -> ModelBundle:
@@ -81,13 +83,13 @@ def make_bundle(size: int) -> ModelBundle:
     else:
         torch.manual_seed(0)
         cfg = ModelConfig(arch="unet", encoder="resnet18", classes=1)
-        bundle = ModelBundle(build_model(cfg).eval(), cfg, PreprocessConfig())
-    bundle.preprocess = bundle.preprocess.model_copy(update={"size": (size, size)})
-    return bundle
+        bundle = ModelBundle(build_model(cfg).eval(), cfg, Plan())
+    pre = bundle.plan.preprocess.model_copy(update={"size": (size, size)})
+    return ModelBundle(bundle.model, bundle.model_cfg, bundle.plan.model_copy(update={"preprocess": pre}), bundle.extra)
 
 
 def torch_backend(bundle: ModelBundle, precision: str, channels_last: bool) -> Probabilities:
-    return Predictor(copy.deepcopy(bundle), precision=precision, channels_last=channels_last, batch_size=16).probabilities
+    return TorchBackend(copy.deepcopy(bundle), precision=precision, channels_last=channels_last, batch_size=16).probabilities
 
 
 def frozen_backend(bundle: ModelBundle, size: int) -> Probabilities:
@@ -105,7 +107,7 @@ def frozen_backend(bundle: ModelBundle, size: int) -> Probabilities:
 
 def compiled_backend(bundle: ModelBundle) -> Probabilities:
     """bf16 autocast + channels_last through torch.compile (inductor; about a minute to compile here)."""
-    predictor = Predictor(copy.deepcopy(bundle), precision="bf16", channels_last=True, batch_size=16)
+    predictor = TorchBackend(copy.deepcopy(bundle), precision="bf16", channels_last=True, batch_size=16)
     predictor.model = torch.compile(predictor.model)
     return predictor.probabilities
 
@@ -113,7 +115,7 @@ def compiled_backend(bundle: ModelBundle) -> Probabilities:
 def ort_backend(path: Path, level: str = "all", threads: int | None = None) -> Probabilities:
     import onnxruntime as ort
 
-    predictor = OnnxPredictor(path, batch_size=16, threads=threads)
+    predictor = OnnxBackend(path, batch_size=16, threads=threads)
     if level != "all":
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -147,7 +149,7 @@ def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
 
 def build(name: str, bundle: ModelBundle, fp32: Path) -> Probabilities:
     """One benchmarked variant as a function: normalised images (N, H, W) -> probabilities."""
-    size = bundle.preprocess.size[0]
+    size = bundle.plan.preprocess.size[0]
     if name.startswith("torch"):
         if name == "torch-fp32-frozen":
             return frozen_backend(bundle, size)

@@ -25,6 +25,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "msd_heart_la"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="4m")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train exactly this many epochs instead of a wall-clock budget (repeatable figures)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--arch", default="unet")
     parser.add_argument("--encoder", default="resnet18")
@@ -43,7 +45,7 @@ def main() -> None:
         "preprocess.size": [args.size, args.size], "preprocess.normalize": "percentile",
         "preprocess.percentiles": [1, 99],
         "train.run_dir": run_dir, "model.arch": args.arch, "model.encoder": args.encoder,
-        "train.epochs": 100, "train.time_budget": args.budget, "train.batch_size": args.batch_size,
+        "train.epochs": args.epochs or 100, "train.time_budget": None if args.epochs else args.budget, "train.batch_size": args.batch_size,
         "train.lr": args.lr, "train.augment.preset": args.augment, "train.seed": args.seed,
         "evaluate.split": "test", "evaluate.out_dir": run_dir / "evaluation",
         "evaluate.postprocess.largest_component": True, "evaluate.postprocess.fill_holes": True,

@@ -37,6 +37,8 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="5m")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="train exactly this many epochs instead of a wall-clock budget (repeatable figures)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--arch", default="unet")
     parser.add_argument("--encoder", default="resnet18")
@@ -60,7 +62,7 @@ def main() -> None:
         run_dir = args.out / f"{args.arch}_{args.encoder}_{args.size}_{variant}"
         cfg = load_config(overrides={
             **base, "train.run_dir": run_dir, "model.arch": args.arch, "model.encoder": args.encoder,
-            "train.epochs": 100, "train.time_budget": args.budget, "train.batch_size": args.batch_size,
+            "train.epochs": args.epochs or 100, "train.time_budget": None if args.epochs else args.budget, "train.batch_size": args.batch_size,
             "train.lr": args.lr, "train.augment.preset": args.augment, "train.num_workers": args.workers,
             "train.precision": "auto" if variant == "fast" else "32", "train.channels_last": variant == "fast",
             "evaluate.split": "val", "evaluate.out_dir": run_dir / "evaluation",

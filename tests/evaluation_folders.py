@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from cardioseg.clinical.report import clinical_outputs
 from cardioseg.config import load_config
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.evaluation.clinical_outputs import clinical_outputs
 from cardioseg.evaluation.metrics import MetricAccumulator, multiclass_case_metrics
 from cardioseg.fileio import write_json, write_npz
 

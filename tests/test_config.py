@@ -15,8 +15,7 @@ def test_yaml_then_overrides(tmp_path: Path) -> None:
     assert cfg.train.lr == 0.01
     assert cfg.train.epochs == 7
     assert cfg.model.arch == "fpn"
-    # two foreground classes -> three output channels (softmax)
-    assert cfg.model.classes == 3
+    assert cfg.data.labels == {1: 1, 2: 2}
 
 
 def test_resolved_config_round_trips(tmp_path: Path) -> None:
@@ -59,3 +58,16 @@ def test_durations_and_overrides() -> None:
     assert parse_override("data.labels={1: 1}") == ("data.labels", {1: 1})
     with pytest.raises(ConfigError):
         parse_override("no-equals-sign")
+
+
+def test_long_problem_lists_show_ten_lines_and_name_the_full_list(tmp_path: Path) -> None:
+    from cardioseg.errors import problem_list
+
+    problems = [(f"/data/img{i:03d}.png", "truncated PNG") for i in range(533)]
+    message = problem_list("533 bad file(s):", problems, tmp_path / "bad.txt")
+    lines = message.splitlines()
+    assert lines[0] == "533 bad file(s):" and lines[1] == "  /data/img000.png: truncated PNG"
+    assert lines[10] == "  /data/img009.png: truncated PNG" and lines[11] == "  ... and 523 more"
+    assert lines[12] == f"533 in all, listed in {tmp_path / 'bad.txt'}" and len(lines) == 13
+    assert max(map(len, lines)) < 200
+    assert (tmp_path / "bad.txt").read_text().splitlines()[532] == "/data/img532.png: truncated PNG"

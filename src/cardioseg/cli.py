@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cardioseg.artifacts import PreparedFiles
 from cardioseg.config import Config, load_config, parse_override
 from cardioseg.errors import CardiosegError
 
@@ -99,7 +100,7 @@ def prepare(
         f"(train {result.split_counts['train']}, val {result.split_counts['val']}, test {result.split_counts['test']})"
     )
     if result.bad_files:
-        console.print(f"[yellow]{len(result.bad_files)} bad file(s) left out[/]; see {result.out_dir / 'bad_files.csv'}")
+        console.print(f"[yellow]{len(result.bad_files)} bad file(s) left out[/]; see {PreparedFiles(result.out_dir).bad_files}")
 
 
 def parse_label_map(text: str | None) -> dict[int, int] | None:
@@ -118,7 +119,7 @@ def inspect(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the overlay grid PNG")] = None,
 ) -> None:
     """Counts per split, image sizes, label distribution, spacing, and a PNG grid of overlays."""
-    from cardioseg.data.inspect import inspect_dataset
+    from cardioseg.report.inspect import inspect_dataset
 
     summary = inspect_dataset(prepared, out)
     table = Table(title=f"{prepared} ({summary['layout']})")
@@ -195,21 +196,50 @@ def train(
 @app.command()
 @reports_errors
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", "-m", help="model file (model.safetensors)")],
+    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file (.safetensors, or .onnx from `cardioseg export`); repeat for an ensemble")],
     data: Annotated[Path, typer.Option("--data", "-d", help="prepared dataset, or a raw folder in a supported layout")],
     split: Annotated[str | None, typer.Option(help="train, val, test or all")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder")] = None,
+    backend: Annotated[str | None, typer.Option(help="torch, onnx or auto, as for predict")] = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="average over left-right and up-down flips")] = None,
+    precision: Annotated[str | None, typer.Option(help="torch backend: auto, bf16 or 32")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Score a model the way a paper would: per case, per class, at the original resolution."""
+    """Score what predict ships, the way a paper would: per case, per class, at the original resolution."""
     from cardioseg.evaluation.evaluate import evaluate_model, summary_table
 
-    cfg = resolve(config, set_, **{"evaluate.out_dir": out, "evaluate.split": split})
+    cfg = resolve(config, set_, **{"evaluate.out_dir": out, "evaluate.split": split, "evaluate.backend": backend,
+                                   "evaluate.tta": tta, "evaluate.precision": precision})
     result = evaluate_model(model, data, cfg, progress=not quiet)
     console.print(summary_table(result))
     console.print(f"Per-case metrics, summary and figures in [bold]{result.out_dir}[/]")
+
+
+plan_app = typer.Typer(help="The plan: what a model expects of its input and says of its output.", no_args_is_help=True)
+app.add_typer(plan_app, name="plan")
+
+
+@plan_app.command("show")
+@reports_errors
+def plan_show(
+    path: Annotated[Path, typer.Argument(help="prepared dataset folder, run folder, checkpoint (.safetensors) or export (.onnx)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
+) -> None:
+    """Print the plan of a prepared dataset, a checkpoint or an exported model."""
+    from cardioseg.artifacts import load_plan
+
+    plan = load_plan(path)
+    if as_json:
+        console.print_json(plan.model_dump_json())
+        return
+    table = Table(title=f"plan of {path}", show_header=False)
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    for setting, value in plan.describe():
+        table.add_row(setting, value)
+    console.print(table)
 
 
 @app.command()
@@ -236,7 +266,7 @@ def demo(
     evaluated = evaluate_model(trained.model_path, cfg.data.prepared, cfg, progress=not quiet)
     console.print(summary_table(evaluated))
     console.print(f"Run folder: [bold]{cfg.train.run_dir}[/]; evaluation: [bold]{evaluated.out_dir}[/]")
-    from cardioseg.viz.report import build_report
+    from cardioseg.report.html import build_report
 
     console.print(f"Report: [bold]{build_report(cfg.train.run_dir, cfg, evaluated.out_dir)}[/]")
 
@@ -268,7 +298,7 @@ def report(
     set_: SetOpt = None,
 ) -> None:
     """One self-contained HTML report (opens offline): metrics, clinical indices, cases, videos, 3D view."""
-    from cardioseg.viz.report import build_report
+    from cardioseg.report.html import build_report
 
     cfg = resolve(config, set_, **{"report.out": out})
     console.print(f"Report: [bold]{build_report(run_dir, cfg, evaluation)}[/]")

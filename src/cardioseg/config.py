@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cardioseg.errors import ConfigError
 
@@ -90,7 +90,7 @@ class ModelConfig(_Section):
         None, description="None (random), 'imagenet' (needs a reachable download), or a local weights file"
     )
     in_channels: int = 1
-    classes: int = Field(1, ge=1, description="output channels: 1 for binary (sigmoid), K+1 for K classes (softmax)")
+    classes: int = Field(1, ge=1, description="output channels; training sets it from the plan (Plan.out_channels)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the factory")
 
 
@@ -158,9 +158,14 @@ class PostprocessConfig(_Section):
 
 
 class EvalConfig(_Section):
+    """Scoring goes through the same segmenter as `predict`: same backends, TTA and ensembles."""
+
     out_dir: Path | None = None
     split: str = "test"
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    backend: Literal["auto", "torch", "onnx"] = Field("auto", description="as predict.backend")
+    precision: Literal["auto", "bf16", "32"] = "auto"
+    tta: bool = Field(False, description="average over horizontal and vertical flips")
     batch_size: int = Field(16, ge=1)
 
 
@@ -180,6 +185,7 @@ class ExportConfig(_Section):
     out: Path | None = None
     opset: int = Field(18, ge=13)
     dynamic_batch: bool = True
+    max_prob_diff: float = Field(1e-3, gt=0, description="largest probability difference from PyTorch an export may have")
 
 
 class ReportConfig(_Section):
@@ -224,15 +230,6 @@ class Config(_Section):
     report: ReportConfig = Field(default_factory=ReportConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
-
-    @model_validator(mode="after")
-    def _classes_match_labels(self) -> Config:
-        if self.data.labels:
-            n_fg = len(set(self.data.labels.values()) - {0})
-            expected = 1 if n_fg == 1 else n_fg + 1
-            if self.model.classes != expected:
-                object.__setattr__(self.model, "classes", expected)
-        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

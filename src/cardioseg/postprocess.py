@@ -1,6 +1,9 @@
 """Post-processing of network outputs: small steps, each a function, chained in a fixed order.
 
-``postprocess`` (binary) and ``postprocess_labels`` (multi-class) apply, in this order:
+``probabilities_to_labels`` is the one way from network probabilities to a label map, used by
+predict, evaluate and the app alike: threshold (one channel) or argmax, then the chain below
+(``finish_labels``). ``postprocess`` (binary) and ``postprocess_labels`` (multi-class) apply, in
+this order:
 
 1. threshold (binary only): ``prob > cfg.threshold``; a ``bool`` input is taken as a mask as is.
 2. closing with a disk of ``cfg.closing_radius`` pixels (0 = off): bridges small gaps so that
@@ -170,3 +173,22 @@ def _hole_structure(ndim: int, slice_axis: int) -> np.ndarray:
             index[slice_axis] = end
             structure[tuple(index)] = False
     return structure
+
+
+def to_labels(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Probabilities (C, ...) -> label map (...): threshold for C == 1, argmax otherwise; no post-processing."""
+    if prob.shape[0] == 1:
+        return (prob[0] > threshold).astype(np.uint8)
+    return prob.argmax(axis=0).astype(np.uint8)
+
+
+def finish_labels(raw: np.ndarray, binary: bool, cfg: PostprocessConfig, slice_axis: int) -> np.ndarray:
+    """The post-processing chain on a label map from ``to_labels`` (2D, or a volume assembled plane by plane)."""
+    if binary:
+        return postprocess(raw.astype(bool), cfg, slice_axis).astype(np.uint8)
+    return postprocess_labels(raw, cfg, slice_axis).astype(np.uint8)
+
+
+def probabilities_to_labels(prob: np.ndarray, cfg: PostprocessConfig, slice_axis: int = 2) -> np.ndarray:
+    """Probabilities (C, ...) -> post-processed uint8 label map: what predict writes and evaluate scores."""
+    return finish_labels(to_labels(prob, cfg.threshold), prob.shape[0] == 1, cfg, slice_axis)

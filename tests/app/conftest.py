@@ -18,6 +18,7 @@ from cardioseg.app.server import create_app
 from cardioseg.config import Config, ModelConfig, PreprocessConfig
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
 from cardioseg.models.factory import build_model
+from cardioseg.plan import ClassSpec, Plan
 
 PATIENT = "patient0200"
 
@@ -27,10 +28,10 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain U-Net of width 8 with random weights, laid out like a camus224 model: enough for UI mechanics."""
     torch.manual_seed(0)
     model_cfg = ModelConfig(arch="plain_unet", encoder=None, classes=1, options={"base": 8, "depth": 3})
-    bundle = ModelBundle(
-        model=build_model(model_cfg).eval(), model_cfg=model_cfg, preprocess=PreprocessConfig(size=(64, 64)),
-        orientation_fix="transpose", labels={1: 1}, class_names={0: "background", 1: "LV endocardium"},
-    )
+    plan = Plan(layout="camus_png", orientation="transpose", preprocess=PreprocessConfig(size=(64, 64)),
+                label_map={1: 1}, classes=(ClassSpec(id=0, name="background"),
+                                           ClassSpec(id=1, name="LV endocardium", role="lv_cavity")))
+    bundle = ModelBundle(model=build_model(model_cfg).eval(), model_cfg=model_cfg, plan=plan)
     return save_bundle(bundle, tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 

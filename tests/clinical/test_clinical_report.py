@@ -1,21 +1,26 @@
-"""Clinical outputs of an evaluation: LA volumes on real MSD masks, EF on real CAMUS patients, bad input."""
+"""Clinical outputs of an evaluation: LA volumes on real MSD masks, EF on real CAMUS patients, bad input.
+
+The numbers come from ``cardioseg.clinical`` (plain arrays in); the tables of a prepared dataset and
+the written files from its adapter, ``cardioseg.evaluation.clinical_outputs``.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cardioseg.clinical.echo import EchoLabels, echo_labels, ef_table
-from cardioseg.clinical.report import clinical_outputs
-from cardioseg.clinical.volumetry import volume_row
+from cardioseg.anatomy import Role
+from cardioseg.clinical.echo import EchoFrame, EchoLabels, echo_labels, ef_table
+from cardioseg.clinical.volume_table import VolumeCase, volume_row, volume_table
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.evaluation.clinical_outputs import clinical_outputs, prepared_ef_table
+from cardioseg.plan import ClassSpec, Plan
 from evaluation_folders import eroded_predictions
 
 
@@ -50,6 +55,42 @@ def test_empty_masks_give_notes_not_ratios() -> None:
     assert "reference mask is empty" in row["notes"] and "predicted mask is empty" in row["notes"]
 
 
+def test_volume_table_names_each_class_by_the_plan() -> None:
+    ref = np.zeros((4, 4, 2), np.uint8)
+    ref[0, :2, 0] = 1  # 2 voxels of class 1
+    ref[1:3, 1:3, 1] = 2  # 4 voxels of class 2
+    pred = ref.copy()
+    pred[0, 0, 0] = 0  # one class-1 voxel missed
+    other = VolumeCase("b", "p2", ref, ref, (1.0, 1.0, 2.0), unannotated=frozenset({2}))  # class 2 not drawn
+    table, notes = volume_table([VolumeCase("a", "p1", pred, ref, (1.0, 1.0, 2.0)), other],
+                                {1: "left atrium", 2: "LV myocardium"})
+    assert table[["case_id", "class_name"]].values.tolist() == [["a", "left atrium"], ["a", "LV myocardium"],
+                                                              ["b", "left atrium"]]
+    assert table["voxels_ref"].tolist() == [2, 4, 2] and table["voxels_pred"].tolist() == [1, 4, 2]
+    assert table["ml_ref"].tolist() == pytest.approx([0.004, 0.008, 0.004])  # 2 mm³ voxels
+    assert notes == ["b: LV myocardium is not drawn on the reference, so it has no volume row"]
+
+
+def test_ef_table_from_plain_arrays_leaves_an_undrawn_cavity_out() -> None:
+    """Bullet-shaped cavities (label 1): ED wider than ES, so EF > 0; the reference 2CH ED frame does not
+    draw the cavity, so its EDV (and EF) is unknown, while the predicted side still has both."""
+    def cavity(width: int) -> np.ndarray:
+        labels = np.zeros((120, 100), np.uint8)
+        labels[20:100, 50 - width // 2 : 50 + width // 2] = 1
+        return labels
+
+    ed, es = cavity(40), cavity(30)
+    frames = {(view, phase): EchoFrame(mask, mask, (0.5, 0.5)) for view in ("2CH", "4CH")
+              for phase, mask in (("ED", ed), ("ES", es))}
+    frames[("2CH", "ED")] = EchoFrame(ed, np.full_like(ed, 255), (0.5, 0.5), unannotated=frozenset({1}))
+    table, notes = ef_table({"p1": frames}, EchoLabels(cavity=1, atrium=None))
+    row = table.iloc[0]
+    assert notes == [] and row["unit"] == "mL"
+    assert row["ef_pred"] > 0 and math.isnan(row["edv_ref"]) and math.isnan(row["ef_ref"])
+    assert row["esv_ref"] == pytest.approx(row["esv_pred"])
+    assert "reference ED: class(es) [1] not drawn on 2CH, so no biplane volume" in row["notes"]
+
+
 def test_left_atrium_volumes_of_real_msd_masks(msd_small: PreparedDataset, msd_eval: Path) -> None:
     summary = json.loads((msd_eval / "summary.json").read_text())["clinical"]
     table = pd.read_csv(msd_eval / "clinical_volumes.csv")
@@ -70,7 +111,7 @@ def test_left_atrium_volumes_of_real_msd_masks(msd_small: PreparedDataset, msd_e
 
 
 def test_ef_of_reference_against_itself_agrees_exactly(camus_small: PreparedDataset) -> None:
-    table, notes = ef_table(camus_small, {c: camus_small.original_label(c) for c in camus_small.cases})
+    table, notes = prepared_ef_table(camus_small, {c: camus_small.original_label(c) for c in camus_small.cases})
     assert len(table) == 4 and table["ef_ref"].notna().all()
     assert np.array_equal(table["ef_pred"], table["ef_ref"]) and np.array_equal(table["edv_pred"], table["edv_ref"])
     assert (table["unit"] == "px^3").all()
@@ -94,7 +135,7 @@ def test_ef_agreement_matches_the_written_table(camus_eval: Path) -> None:
 
 def test_patient_without_its_4ch_view_gets_a_note(camus_small: PreparedDataset) -> None:
     predictions = {c: p for c, p in eroded_predictions(camus_small).items() if not c.startswith("patient0002_4CH")}
-    table, _ = ef_table(camus_small, predictions)
+    table, _ = prepared_ef_table(camus_small, predictions)
     table = table.set_index("patient_id")
     lonely = table.loc["patient0002"]
     assert math.isnan(lonely["ef_pred"]) and math.isnan(lonely["ef_ref"]) and math.isnan(lonely["edv_pred"])
@@ -105,7 +146,7 @@ def test_patient_without_its_4ch_view_gets_a_note(camus_small: PreparedDataset) 
 def test_empty_predicted_mask_gives_a_note(camus_small: PreparedDataset) -> None:
     predictions = eroded_predictions(camus_small)
     predictions["patient0003_2CH_ES"] = np.zeros_like(predictions["patient0003_2CH_ES"])
-    table, _ = ef_table(camus_small, predictions)
+    table, _ = prepared_ef_table(camus_small, predictions)
     row = table.set_index("patient_id").loc["patient0003"]
     assert math.isnan(row["esv_pred"]) and math.isnan(row["ef_pred"]) and row["ef_ref"] > 0
     assert "predicted ES: 2CH cavity mask is empty" in row["notes"]
@@ -132,8 +173,8 @@ def test_info_file_ef_is_a_second_reference(camus_small: PreparedDataset, tmp_pa
 
 
 def test_multiclass_camus_uses_the_atrium(camus_multiclass: PreparedDataset, tmp_path: Path) -> None:
-    assert echo_labels(camus_multiclass) == (EchoLabels(cavity=1, atrium=3), "")
-    table, _ = ef_table(camus_multiclass, {c: camus_multiclass.original_label(c) for c in camus_multiclass.cases})
+    assert echo_labels(camus_multiclass.plan) == (EchoLabels(cavity=1, atrium=3), "")
+    table, _ = prepared_ef_table(camus_multiclass, {c: camus_multiclass.original_label(c) for c in camus_multiclass.cases})
     assert table["ef_ref"].between(20, 85).all()
     notes = table.set_index("patient_id")["notes"]
     assert "geometric annulus" not in notes["patient0002"]  # the LV/LA border gave all four annuli
@@ -141,18 +182,35 @@ def test_multiclass_camus_uses_the_atrium(camus_multiclass: PreparedDataset, tmp
     assert "reference ED: 2CH: atrium does not touch the cavity; geometric annulus used" in notes["patient0001"]
 
 
+def plan_of(layout: str, labels: dict[int, int] | None, classes: list[tuple[str, Role | None]]) -> Plan:
+    """A plan with foreground classes 1..K named and given roles as `cardioseg prepare` names them."""
+    specs = [ClassSpec(id=i, name=name, role=role) for i, (name, role) in enumerate(classes, start=1)]
+    return Plan(layout=layout, label_map=labels, classes=(ClassSpec(id=0, name="background"), *specs))
+
+
 @pytest.mark.parametrize(
-    ("layout", "labels", "class_ids", "expected"),
+    ("layout", "labels", "classes", "expected"),
     [
-        ("camus_png", {"1": 1, "3": 2}, [0, 1, 2], EchoLabels(1, 2)),
-        ("camus_png", {"2": 1}, [0, 1], None),  # myocardium only: no cavity
-        ("camus_png", {"1": 1, "3": 1}, [0, 1], None),  # cavity merged with the atrium
-        ("folders", None, [0, 1], EchoLabels(1, None)),
-        ("folders", None, [0, 1, 2], None),
+        ("camus_png", {1: 1, 3: 2}, [("LV endocardium", "lv_cavity"), ("left atrium", "left_atrium")], EchoLabels(1, 2)),
+        ("camus_png", {2: 1}, [("LV myocardium", "lv_myocardium")], None),  # myocardium only: no cavity
+        ("camus_png", {1: 1, 3: 1}, [("LV endocardium + left atrium", "left_atrium")], None),  # merged with the atrium
+        ("camus_png", {1: 1, 3: 1}, [("LV cavity", "lv_cavity")], None),  # merged, whatever its name says
+        ("folders", None, [("foreground", None)], EchoLabels(1, None)),
+        ("folders", None, [("class1", None), ("class2", None)], None),
     ],
 )
-def test_which_class_is_the_cavity(layout: str, labels: Any, class_ids: list[int], expected: EchoLabels | None) -> None:
-    stub = SimpleNamespace(info={"layout": layout, "labels": labels}, class_ids=class_ids)
-    found, reason = echo_labels(stub)  # type: ignore[arg-type]
+def test_which_class_is_the_cavity(
+    layout: str, labels: dict[int, int] | None, classes: list[tuple[str, Role | None]], expected: EchoLabels | None
+) -> None:
+    found, reason = echo_labels(plan_of(layout, labels, classes))
     assert found == expected
     assert (reason != "") == (expected is None or layout == "folders")
+
+
+def test_the_role_names_the_cavity_in_any_layout() -> None:
+    """Sunnybrook-like classes: the blood pool is the cavity by its role, without a note; a single
+    class whose role is another structure is not taken as the cavity."""
+    plan = plan_of("sunnybrook", None, [("LV blood pool", "lv_cavity"), ("LV myocardium", "lv_myocardium")])
+    assert echo_labels(plan) == (EchoLabels(1, None), "")
+    found, reason = echo_labels(plan_of("msd", None, [("left atrium", "left_atrium")]))
+    assert found is None and "LV cavity" in reason

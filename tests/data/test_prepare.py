@@ -24,8 +24,10 @@ def test_camus224_official_split_and_counts(camus64: Path) -> None:
     info, manifest = prepared.info, prepared.manifest
     assert info["n_patients"] == 450 and info["n_samples"] == 1800
     assert info["patients_per_split"] == {"train": 400, "val": 50, "test": 0}
-    assert info["orientation_fix"] == "transpose"
-    assert info["class_names"] == {"0": "background", "1": "LV endocardium"}
+    plan = prepared.plan
+    assert plan.orientation == "transpose" and not plan.is_3d and plan.label_map == {1: 1}
+    assert prepared.class_names == {0: "background", 1: "LV endocardium"}
+    assert plan.class_of_role("lv_cavity") == 1 and plan.out_channels == 1
     assert manifest.groupby("patient_id")["split"].nunique().max() == 1
     assert prepared.images.shape == (1800, 64, 64) and prepared.images.dtype == np.float32
     assert set(np.unique(prepared.labels)) == {0, 1}
@@ -64,7 +66,22 @@ def test_sunnybrook_96_labelled_slices_with_spacing(sunnybrook5: Path, tmp_path:
     prepared = PreparedDataset(result.out_dir)
     assert prepared.manifest.patient_id.nunique() == 5
     assert all(prepared.spacing(c) and 1.2 < prepared.spacing(c)[0] < 1.4 for c in prepared.cases)
-    assert prepared.info["class_names"]["1"] == "LV blood pool"
+    assert prepared.class_names[1] == "LV blood pool"
+
+
+def test_sunnybrook_undrawn_myocardium_is_marked_unknown(sunnybrook5: Path, tmp_path: Path) -> None:
+    """Slices without an epicardial contour: their non-cavity pixels are 255 (background or myocardium)."""
+    cfg = _cfg(sunnybrook5, tmp_path / "sb", **{"preprocess.size": [64, 64], "data.labels": {1: 1, 2: 2}})
+    prepared = PreparedDataset(prepare_dataset(cfg, progress=False).out_dir)
+    assert prepared.plan.class_of_role("lv_myocardium") == 2 and prepared.plan.out_channels == 3
+    undrawn = [c for c in prepared.cases if prepared.unannotated(c) == [2]]
+    assert len(undrawn) == 96 - 37  # 37 slices have a usable o-contour (test_readers)
+    for case in prepared.cases:
+        values = set(np.unique(prepared.original_label(case)).tolist())
+        assert values == ({1, 255} if case in undrawn else {0, 1, 2}), case
+    rows = prepared.manifest.case_id.isin(undrawn).to_numpy()
+    assert not (prepared.labels[rows] == 0).any() and (prepared.labels[rows] == 255).any()
+    assert not (prepared.labels[~rows] == 255).any()
 
 
 def test_interrupted_prepare_resumes_without_duplicates(camus224: Path, tmp_path: Path, monkeypatch) -> None:

@@ -5,18 +5,25 @@ import pytest
 
 from cardioseg.config import PreprocessConfig
 from cardioseg.data.preprocess import (
+    ArrayPlanes,
+    Clahe,
     Geometry,
+    MedianFilter,
+    Pipeline,
+    Resize,
     auto_box,
     center_box,
-    clahe,
     map_labels,
-    median_filter,
     normalize,
     orient,
-    preprocess_2d,
-    resize_label,
     restore_probabilities,
 )
+
+
+def preprocess_2d(image: np.ndarray, label: np.ndarray, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    fitted = Pipeline(cfg).fit(ArrayPlanes(image))
+    out, geometry = fitted.image(0)
+    return out, fitted.label(label, geometry), geometry
 
 
 def test_minmax_maps_range_to_unit_interval() -> None:
@@ -46,13 +53,13 @@ def test_zscore() -> None:
 def test_median_filter_removes_salt_noise() -> None:
     image = np.zeros((5, 5), np.float32)
     image[2, 2] = 100
-    assert median_filter(image, 3).max() == 0
-    assert median_filter(image, 0)[2, 2] == 100
+    assert MedianFilter(3).apply(image).max() == 0
+    assert MedianFilter(0).apply(image)[2, 2] == 100
 
 
 def test_clahe_output_range_and_contrast() -> None:
     ramp = np.tile(np.linspace(100, 110, 64, dtype=np.float32), (64, 1))  # low contrast
-    out = clahe(ramp, 2.0, 8)
+    out = Clahe(2.0, 8).apply(ramp, (100.0, 110.0))
     assert out.min() >= 0 and out.max() <= 1
     assert out.max() - out.min() > 0.5  # contrast stretched
 
@@ -75,7 +82,7 @@ def test_label_resize_keeps_only_class_ids() -> None:
     label = np.zeros((10, 10), np.uint8)
     label[:5] = 1
     label[5:, 5:] = 3
-    out = resize_label(label, (7, 7))
+    out = Resize((7, 7)).apply_label(label)
     assert set(np.unique(out)) <= {0, 1, 3}
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from cardioseg.config import DataConfig
 from cardioseg.data.readers import READERS, detect_layout, get_reader
+from cardioseg.data.readers.sunnybrook import MYOCARDIUM as MYO
 from cardioseg.data.readers.sunnybrook import rasterise
 from cardioseg.errors import ConfigError, DataError
 
@@ -141,12 +142,12 @@ def test_sunnybrook_every_contoured_slice_is_a_plausible_case(sunnybrook5: Path)
         assert case.meta["slice_location"] == pytest.approx(float(header.SliceLocation))
         pool_cm2 = (case.label == 1).sum() * case.spacing[0] * case.spacing[1] / 100
         assert 1 < pool_cm2 < 60, case.case_id  # an LV cavity cross-section, apex to base
-        assert case.meta["myocardium_annotated"] == bool((case.label == 2).any())
-    drawn = [c for c in cases if c.meta["myocardium_annotated"]]
+        assert (MYO not in case.meta["unannotated_labels"]) == bool((case.label == 2).any())
+    drawn = [c for c in cases if (MYO not in c.meta["unannotated_labels"])]
     # SC-HF-I-6 (SCD0000501) ships copies of SC-HF-I-1's o-contours; they do not enclose its
     # blood pool, so its 9 o-contours are refused and 37 of the 46 slices get a myocardium.
     assert len(drawn) == 37
-    assert {c.patient_id for c in cases if dict(c.meta)["o_contour_path"] and not c.meta["myocardium_annotated"]} == {
+    assert {c.patient_id for c in cases if dict(c.meta)["o_contour_path"] and MYO in c.meta["unannotated_labels"]} == {
         "SCD0000501"
     }
     # x runs along columns: the bright blood pool is where the contour says, not in its mirror.

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from cardioseg.config import PreprocessConfig
-from cardioseg.data.preprocess import preprocess_2d
+from cardioseg.data.preprocess import ArrayPlanes, Pipeline
 from cardioseg.data.readers.base import read_dicom, read_npy, read_raster, read_volume
 from cardioseg.errors import DataError
 from cardioseg.evaluation.metrics import case_metrics
@@ -62,7 +62,9 @@ def test_random_bytes_give_data_errors_only(tmp_path_factory: pytest.TempPathFac
 def test_preprocessing_any_image(image: np.ndarray, normalize: str, crop: str, clahe: bool, median: int) -> None:
     cfg = PreprocessConfig(normalize=normalize, crop=crop, clahe=clahe, median_filter=median, size=(16, 16))
     label = (image > np.median(image)).astype(np.uint8)
-    out, out_label, geometry = preprocess_2d(image, label, cfg)
+    fitted = Pipeline(cfg).fit(ArrayPlanes(image))
+    out, geometry = fitted.image(0)
+    out_label = fitted.label(label, geometry)
     assert out.shape == (16, 16) and out.dtype == np.float32 and np.isfinite(out).all()
     assert set(np.unique(out_label)) <= {0, 1}
     y0, y1, x0, x1 = geometry.crop_box

@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from cardioseg.config import ModelConfig, PreprocessConfig
-from cardioseg.data.preprocess import orient, preprocess_2d
+from cardioseg.data.preprocess import Pipeline
 from cardioseg.data.readers.base import read_raster
 from cardioseg.models.checkpoint import ModelBundle
 from cardioseg.models.factory import build_model
+from cardioseg.plan import ClassSpec, Plan
 
 CAMUS_PRE = PreprocessConfig(normalize="minmax", size=(64, 64))
 
@@ -29,7 +30,8 @@ def camus_files(camus224: Path, count: int) -> list[Path]:
 
 def network_inputs(files: list[Path], pre: PreprocessConfig, fix: str = "transpose") -> torch.Tensor:
     """Images as the network sees them: oriented, normalised, resized; (N, 1, H, W)."""
-    return torch.from_numpy(np.stack([preprocess_2d(orient(read_raster(f), fix), None, pre)[0] for f in files]))[:, None]
+    pipeline = Pipeline(pre, fix)
+    return torch.from_numpy(np.stack([pipeline.image(read_raster(f))[0] for f in files]))[:, None]
 
 
 @torch.no_grad()
@@ -55,5 +57,14 @@ def make_bundle(
     model = build_model(cfg).eval()
     if classes == 1:
         calibrate_head(model, images)
-    return ModelBundle(model, cfg, pre, fix, labels={1: 1}, class_names={0: "background", 1: "LV"},
-                       extra={"slice_axis": 2})
+    return ModelBundle(model, cfg, camus_plan(pre, fix, classes))
+
+
+def camus_plan(pre: PreprocessConfig = CAMUS_PRE, fix: str = "transpose", channels: int = 1) -> Plan:
+    """The plan of a camus224 model: LV cavity alone (one channel), or the three CAMUS structures."""
+    if channels == 1:
+        return Plan(layout="camus_png", orientation=fix, preprocess=pre, label_map={1: 1},
+                    classes=(ClassSpec(id=0, name="background"), ClassSpec(id=1, name="LV", role="lv_cavity")))
+    names = ("LV", "myocardium", "left atrium")[: channels - 1]
+    return Plan(layout="camus_png", orientation=fix, preprocess=pre, label_map={i: i for i in range(1, channels)},
+                classes=(ClassSpec(id=0, name="background"), *(ClassSpec(id=i + 1, name=n) for i, n in enumerate(names))))

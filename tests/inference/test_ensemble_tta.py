@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inference_helpers import CAMUS_PRE, camus_files, make_bundle, network_inputs
+from inference_helpers import CAMUS_PRE, camus_files, camus_plan, make_bundle, network_inputs
 from PIL import Image
 
-from cardioseg.config import PreprocessConfig, load_config
+from cardioseg.config import ModelConfig, PreprocessConfig, load_config
 from cardioseg.errors import ConfigError
 from cardioseg.inference.members import Member
 from cardioseg.inference.pipeline import Segmenter, flip_tta
@@ -45,7 +45,8 @@ class Constant(Echo):
 
 
 def _member(backend: object, size: int = 64, fix: str = "none", classes: int = 1) -> Member:
-    return Member(Path(f"m{size}{fix}"), "fake", backend, PreprocessConfig(size=(size, size)), fix, 2, classes, {})  # type: ignore[arg-type]
+    plan = camus_plan(PreprocessConfig(size=(size, size)), fix, classes)
+    return Member(Path(f"m{size}{fix}"), "fake", backend, plan, ModelConfig(classes=classes), 0)  # type: ignore[arg-type]
 
 
 def _gradient(height: int = 40, width: int = 60) -> np.ndarray:
@@ -79,7 +80,7 @@ def test_ensemble_averages_members_of_different_sizes_and_layouts() -> None:
 
 
 def test_ensemble_members_must_agree_on_classes() -> None:
-    with pytest.raises(ConfigError, match="disagree on the output"):
+    with pytest.raises(ConfigError, match="disagree on the task"):
         Segmenter([_member(Constant(0.5)), _member(Constant(0.5, classes=3), classes=3)])
 
 

@@ -1,4 +1,6 @@
-"""Exported models against PyTorch: every registered architecture, the in-graph normalisation, sidecars.
+"""Exported models against PyTorch on real images: the in-graph normalisation, sidecars, refusals.
+
+(Every registered architecture is exported and compared in tests/models/test_model_contract.py.)
 
 Parity is judged on masks from real camus224 images. The models are randomly initialised with a
 fixed seed and their head calibrated (see ``inference_helpers``) so that the masks are neither
@@ -19,27 +21,30 @@ from inference_helpers import camus_files, make_bundle
 from torch import nn
 from typer.testing import CliRunner
 
+from cardioseg.artifacts import find_export, read_sidecar, sidecar_path
 from cardioseg.cli import app
 from cardioseg.config import ExportConfig, ModelConfig, PreprocessConfig, load_config
-from cardioseg.data.preprocess import normalize, orient, preprocess_2d
+from cardioseg.data.preprocess import Pipeline, normalize
 from cardioseg.data.readers.base import read_raster
 from cardioseg.errors import CheckpointError
-from cardioseg.inference.engine import Predictor
-from cardioseg.inference.export import deployable, export_bundle, find_export, read_sidecar, sidecar_path
-from cardioseg.inference.onnx_backend import OnnxPredictor, open_session
+from cardioseg.inference.export import deployable, export_bundle
+from cardioseg.inference.onnx_backend import OnnxBackend, open_session
 from cardioseg.inference.predict import predict_files
+from cardioseg.inference.torch_backend import TorchBackend
 from cardioseg.models.checkpoint import ModelBundle
-from cardioseg.models.registry import get_model_entry, list_models
+from cardioseg.models.registry import get_model_entry
+from cardioseg.plan import Plan
 
 DEFAULT_ARCHS = ["unet", "pspnet", "pan", "plain_unet"]
 
 
 def _raw_and_normalised(files: list[Path], pre: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
     """Raw resized intensities (the deployed input) and prepare-normalised images (predict's input)."""
-    raw_pre = pre.model_copy(update={"normalize": "none"})
-    oriented = [orient(read_raster(f), "transpose") for f in files]
-    raw = np.stack([preprocess_2d(image, None, raw_pre)[0] for image in oriented])
-    return raw, np.stack([preprocess_2d(image, None, pre)[0] for image in oriented])
+    raw_pipeline = Pipeline(pre.model_copy(update={"normalize": "none"}), "transpose")
+    pipeline = Pipeline(pre, "transpose")
+    images = [read_raster(f) for f in files]
+    return (np.stack([raw_pipeline.image(image)[0] for image in images]),
+            np.stack([pipeline.image(image)[0] for image in images]))
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,8 +69,8 @@ def _parity(arch: str, camus224: Path, tmp_path: Path) -> None:
     assert min(_dice(a > 0.5, b > 0.5) for a, b in zip(got, expected)) >= 0.99
 
     # What `predict --backend onnx` does: prepare-normalised images and identity statistics.
-    on_ort = OnnxPredictor(exported).probabilities(normalised)
-    on_torch = Predictor(bundle, precision="32", channels_last=False).probabilities(normalised)
+    on_ort = OnnxBackend(exported).probabilities(normalised)
+    on_torch = TorchBackend(bundle, precision="32", channels_last=False).probabilities(normalised)
     assert np.abs(on_ort - on_torch).max() < 1e-3
     assert min(_dice(a > 0.5, b > 0.5) for a, b in zip(on_ort[:, 0], on_torch[:, 0])) >= 0.99
 
@@ -75,25 +80,19 @@ def test_onnx_masks_match_pytorch(arch: str, camus224: Path, tmp_path: Path) -> 
     _parity(arch, camus224, tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", [a for a in list_models() if a not in DEFAULT_ARCHS])
-def test_onnx_masks_match_pytorch_every_architecture(arch: str, camus224: Path, tmp_path: Path) -> None:
-    _parity(arch, camus224, tmp_path)
-
-
 def _unit_bundle(method: str) -> ModelBundle:
     """A 1x1 convolution with weight 1: the output is sigmoid(normalised image)."""
     conv = nn.Conv2d(1, 1, 1)
     nn.init.ones_(conv.weight)
     nn.init.zeros_(conv.bias)
-    return ModelBundle(conv.eval(), ModelConfig(), PreprocessConfig(normalize=method, percentiles=(2.0, 98.0),
-                                                                    size=(64, 64)))
+    pre = PreprocessConfig(normalize=method, percentiles=(2.0, 98.0), size=(64, 64))
+    return ModelBundle(conv.eval(), ModelConfig(), Plan(preprocess=pre))
 
 
 @pytest.mark.parametrize("method", ["minmax", "percentile", "zscore", "none"])
 def test_graph_normalisation_is_numpys(method: str, camus224: Path, tmp_path: Path) -> None:
     bundle = _unit_bundle(method)
-    raw, _ = _raw_and_normalised(camus_files(camus224, 3), bundle.preprocess.model_copy(update={"normalize": "none"}))
+    raw, _ = _raw_and_normalised(camus_files(camus224, 3), bundle.plan.preprocess.model_copy(update={"normalize": "none"}))
     session = open_session(export_bundle(bundle, tmp_path / "unit.onnx", ExportConfig()).path)
     per_image = session.run(None, {"image": raw[:, None]})[0][:, 0]
     expected = np.stack([normalize(image, method, (2.0, 98.0)) for image in raw])
@@ -139,10 +138,20 @@ def exported_checkpoint(camus_checkpoint: Path, tmp_path_factory: pytest.TempPat
 def test_cli_export_writes_model_and_sidecar(exported_checkpoint: tuple[Path, Path]) -> None:
     checkpoint, onnx_file = exported_checkpoint
     meta = json.loads(sidecar_path(onnx_file).read_text())
-    assert meta["header"]["orientation_fix"] == "transpose"
+    assert meta["header"]["plan"]["orientation"] == "transpose"
     assert meta["inputs"]["image"]["shape"] == ["batch", 1, 64, 64]
     assert "CLAHE" in meta["outside_graph"]
     assert find_export(checkpoint) == onnx_file
+
+
+def test_export_that_drifts_from_pytorch_is_refused(camus_checkpoint: Path, tmp_path: Path) -> None:
+    """A parity gap above export.max_prob_diff fails the export, and the earlier file is left as it was."""
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"an earlier export")
+    result = CliRunner().invoke(app, ["export", "-m", str(camus_checkpoint), "-o", str(target),
+                                      "--set", "export.max_prob_diff=1e-12"])
+    assert result.exit_code == 1 and "differs from PyTorch" in result.output
+    assert target.read_bytes() == b"an earlier export" and not sidecar_path(target).exists()
 
 
 def test_predict_with_onnx_equals_torch(camus224: Path, exported_checkpoint: tuple[Path, Path], tmp_path: Path) -> None:

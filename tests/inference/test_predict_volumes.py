@@ -12,10 +12,10 @@ import SimpleITK as sitk
 from cardioseg.config import Config, PreprocessConfig, load_config
 from cardioseg.data.case import Case
 from cardioseg.data.prepare import _process_case
+from cardioseg.data.preprocess import ArrayPlanes, Pipeline
 from cardioseg.errors import DataError
 from cardioseg.inference.predict import predict_files
-from cardioseg.inference.volume_prep import InMemoryPlanes, StreamedPlanes
-from cardioseg.inference.volumes import VolumeFile
+from cardioseg.inference.volumes import VolumeFile, VolumePlanes
 
 
 def _cfg(out: Path, **overrides: object) -> Config:
@@ -76,27 +76,22 @@ CHAINS = {
 @pytest.mark.parametrize("name", list(CHAINS))
 @pytest.mark.parametrize("axis", [2, 0])
 def test_planes_are_those_prepare_writes(name: str, axis: int, small_volume: Path) -> None:
-    """In memory and streamed, every plane equals what `prepare` stores for training."""
+    """In memory and streamed from the file, along any slice axis, every plane equals what `prepare` stores."""
     pre = CHAINS[name]
     volume = VolumeFile(small_volume)
     array = volume.read()
     cfg = Config(preprocess=pre)
     cfg.data.slice_axis = axis
     prepared = _process_case(Case("v", "v", array, None, None), cfg, "none")
-    in_memory = InMemoryPlanes(array, pre, axis)
-    if axis != 2 and (pre.median_filter or pre.clahe):
-        with pytest.raises(DataError, match="can only be streamed along axis 2"):
-            StreamedPlanes(volume, pre, axis)
-        streamed = None
-    else:
-        streamed = StreamedPlanes(volume, pre, axis)
+    in_memory = Pipeline(pre).fit(ArrayPlanes(array, axis), keep=True)
+    streamed = Pipeline(pre).fit(VolumePlanes(volume, axis), keep=False)
+    assert in_memory.count == streamed.count == len(prepared["rows"]) == array.shape[axis]
     for k, row in enumerate(prepared["rows"]):
-        image, geometry = in_memory(k)
+        image, geometry = in_memory.image(k)
         np.testing.assert_array_equal(image, prepared["images"][k])
         assert geometry.crop_box == (row["crop_y0"], row["crop_y1"], row["crop_x0"], row["crop_x1"])
-        if streamed is not None:
-            np.testing.assert_allclose(streamed(k)[0], prepared["images"][k], atol=1e-4)
-            assert streamed(k)[1] == geometry
+        np.testing.assert_allclose(streamed.image(k)[0], prepared["images"][k], atol=1e-4)
+        assert streamed.image(k)[1] == geometry
 
 
 def test_time_series_volume_is_refused(tmp_path: Path) -> None:

@@ -20,10 +20,10 @@ from cardioseg.errors import ConfigError, DataError
 from cardioseg.evaluation.evaluate import EvaluationResult
 from cardioseg.sweep import trial
 from cardioseg.sweep.grid import GridPoint, expand_grid, validate_sweep
-from cardioseg.sweep.report import to_markdown, write_report
 from cardioseg.sweep.run import run_sweep, sweep_lock
 from cardioseg.sweep.stats import paired_comparison, pareto_front
 from cardioseg.sweep.tables import aggregate, architecture_table, best_table, comparisons, runs_frame
+from cardioseg.sweep.writeup import to_markdown, write_report
 from cardioseg.training.run import TrainResult
 
 SweepFactory = Callable[..., Config]

@@ -15,7 +15,6 @@ from cardioseg.config import load_config
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.evaluation.evaluate import evaluate_model
-from cardioseg.inference.engine import Predictor
 from cardioseg.models.checkpoint import load_bundle
 from cardioseg.training.run import train
 from tests.conftest import copy_camus_patients
@@ -44,11 +43,15 @@ def trained_run(camus64: Path, tmp_path_factory: pytest.TempPathFactory):
     return cfg, train(cfg, progress=False)
 
 
-def test_short_training_clearly_beats_the_mean_shape(trained_run, camus64: Path) -> None:
+TRAINING_BAR = 0.87
+"""Validation Dice after the fixture's 2 epochs: 0.912 measured (AMD EPYC, bf16), so a trainer 0.05 worse fails."""
+
+
+def test_short_training_reaches_its_bar(trained_run, camus64: Path) -> None:
     _, result = trained_run
-    baseline = mean_shape_dice(PreparedDataset(camus64))
+    baseline = mean_shape_dice(PreparedDataset(camus64))  # about 0.70: a bar near it lets a broken trainer pass
     assert result.best_val_dice is not None
-    assert result.best_val_dice > baseline + 0.1, (result.best_val_dice, baseline)
+    assert result.best_val_dice > max(TRAINING_BAR, baseline + 0.15), (result.best_val_dice, baseline)
     assert (result.run_dir / "training_curves.png").stat().st_size > 1000
     assert (result.run_dir / "logs" / "metrics.csv").is_file()
     assert (result.run_dir / "config.yaml").is_file()
@@ -63,15 +66,12 @@ def test_saved_model_carries_batchnorm_statistics_recalibrated_before_validation
     assert all(m.momentum == 0.1 for m in layers)  # the layers' own momentum is back after the cumulative pass
 
 
-def test_checkpoint_round_trip_gives_identical_predictions(trained_run, camus64: Path) -> None:
+def test_checkpoint_carries_the_prepared_plan(trained_run, camus64: Path) -> None:
     _, result = trained_run
-    images = PreparedDataset(camus64).images[:8]
-    first = Predictor(load_bundle(result.model_path), precision="32").probabilities(images)
-    second = Predictor(load_bundle(result.model_path), precision="32").probabilities(images)
-    np.testing.assert_array_equal(first, second)
     bundle = load_bundle(result.model_path)
-    assert bundle.orientation_fix == "transpose" and bundle.preprocess.size == (64, 64)
-    assert bundle.class_names[1] == "LV endocardium"
+    assert bundle.plan == PreparedDataset(camus64).plan
+    assert bundle.plan.orientation == "transpose" and bundle.plan.preprocess.size == (64, 64)
+    assert bundle.plan.class_names == {1: "LV endocardium"} and bundle.model_cfg.classes == 1
 
 
 def test_lightning_checkpoints_load_weights_only(trained_run) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cardioseg.config import load_config
-from cardioseg.viz.report import build_report
+from cardioseg.report.html import build_report
 from evaluation_folders import camus_eval, camus_multiclass, camus_small, msd_eval, msd_small  # noqa: F401
 
 

@@ -15,8 +15,8 @@ from cardioseg.cli import app
 from cardioseg.config import load_config
 from cardioseg.errors import DataError
 from cardioseg.fileio import write_npz
-from cardioseg.viz.report import build_report
-from cardioseg.viz.report_inputs import load_evaluation
+from cardioseg.report.html import build_report
+from cardioseg.report.inputs import load_evaluation
 
 EXTERNAL = re.compile(r"""<(?:script|img|video|link|iframe)[^>]*(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
 

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.report import videos as videos_module
+from cardioseg.report.videos import echo_video, volume_video
 from cardioseg.viz import video as video_module
 from cardioseg.viz.slices import display_plane, display_spacing, foreground_range
-from cardioseg.viz.video import echo_video, volume_video, write_video
+from cardioseg.viz.video import write_video
 from evaluation_folders import eroded_predictions
 
 
@@ -81,6 +83,6 @@ def test_whole_sequence_when_the_original_layout_gives_it(camus_small: PreparedD
         prepared.cases[f"patient0001_2CH_{phase}"]["meta"].update({"sequence_path": str(sequence), "ED": 1, "ES": 18})
     video, notes = echo_video(prepared, "patient0001", eroded_predictions(prepared))
     assert video is not None and notes == []
-    hold, still = video_module.HOLD_ANNOTATED, round(video_module.SEQUENCE_FPS / video_module.FRAME_FPS)
+    hold, still = videos_module.HOLD_ANNOTATED, round(videos_module.SEQUENCE_FPS / videos_module.FRAME_FPS)
     # 6 sequence frames with ED and ES held; then the 4CH view's ED and ES frames, a second each
     assert frame_count(write_video(video, tmp_path / "seq")) == 4 + 2 * hold + 2 * still

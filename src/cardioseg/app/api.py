@@ -11,6 +11,7 @@ import base64
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path as PathLib
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -18,12 +19,14 @@ import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from cardioseg.app import ef, export
+from cardioseg.anatomy import PHASES, VIEWS
+from cardioseg.app import downloads, ef
 from cardioseg.app.measure import measurements
-from cardioseg.app.segment import SegModel, segment_file
+from cardioseg.app.segment import ServedModel, segment_file
 from cardioseg.app.sessions import Session, SessionStore, Settings, new_id
 from cardioseg.app.strokes import Stroke
 from cardioseg.app.upload import check_declared, plain_name, receive
+from cardioseg.artifacts import PredictionFiles
 from cardioseg.config import Config
 
 T = TypeVar("T")
@@ -35,7 +38,7 @@ SliceQuery = Annotated[int, Query(ge=0)]
 class AppState:
     """What every request needs: the model, the sessions, the inference limit, the settings."""
 
-    model: SegModel
+    model: ServedModel
     store: SessionStore
     inference: anyio.CapacityLimiter
     cfg: Config
@@ -93,7 +96,7 @@ async def info(app: State) -> dict[str, Any]:
         "model": app.model.name, "binary": app.model.segmenter.binary,
         "classes": [{"label": k, "name": v} for k, v in app.model.class_names.items()],
         "settings": Settings.initial(app.cfg.predict.postprocess).model_dump(),
-        "max_upload_mb": app.cfg.serve.max_upload_mb, "views": list(ef.VIEWS), "phases": list(ef.PHASES),
+        "max_upload_mb": app.cfg.serve.max_upload_mb, "views": list(VIEWS), "phases": list(PHASES),
     }
 
 
@@ -158,7 +161,7 @@ async def get_slice(session_id: SessionId, index: int, app: State) -> dict[str, 
 @router.get("/sessions/{session_id}/slices/{index}/image.png")
 async def slice_image(session_id: SessionId, index: int, app: State) -> Response:
     session = session_of(app, session_id)
-    data = await anyio.to_thread.run_sync(lambda: export.encode_png(session.plane(session.scan.image, index)))
+    data = await anyio.to_thread.run_sync(lambda: downloads.encode_png(session.plane(session.scan.image, index)))
     return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -211,16 +214,16 @@ async def clear_edits(session_id: SessionId, app: State, slice: SliceQuery = 0) 
 @router.get("/sessions/{session_id}/mask.png")
 async def download_png(session_id: SessionId, app: State, slice: SliceQuery = 0) -> Response:
     session = session_of(app, session_id)
-    data = await locked(session, lambda: export.png_bytes(session, slice))
+    data = await locked(session, lambda: downloads.png_bytes(session, slice))
     suffix = f"_slice{slice:03d}" if session.depth > 1 else ""
-    return _attachment(data, "image/png", f"{export.download_stem(session)}{suffix}_mask.png")
+    return _attachment(data, "image/png", PredictionFiles(PathLib()).mask(f"{downloads.download_stem(session)}{suffix}").name)
 
 
 @router.get("/sessions/{session_id}/mask.nii.gz")
 async def download_nifti(session_id: SessionId, app: State) -> Response:
     session = session_of(app, session_id)
-    data = await locked(session, lambda: export.nifti_bytes(session))
-    return _attachment(data, "application/gzip", f"{export.download_stem(session)}_mask.nii.gz")
+    data = await locked(session, lambda: downloads.nifti_bytes(session))
+    return _attachment(data, "application/gzip", f"{downloads.download_stem(session)}_mask.nii.gz")
 
 
 def _attachment(data: bytes, media_type: str, filename: str) -> Response:

@@ -12,11 +12,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from cardioseg.anatomy import PHASES, VIEWS
 from cardioseg.app.sessions import Session
 from cardioseg.clinical import ClinicalError, patient_ef
 
-VIEWS = ("2CH", "4CH")
-PHASES = ("ED", "ES")
 UNNAMED = "patient"
 _VIEW_IN_NAME = re.compile(r"^(?:(.*?)[\s_.-]+)?([24]CH)[\s_.-]*(ED|ES)(?![A-Za-z])", re.IGNORECASE)
 

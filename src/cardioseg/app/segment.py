@@ -19,26 +19,22 @@ from PIL import Image
 
 from cardioseg.app.sniff import Kind
 from cardioseg.config import Config
-from cardioseg.data.preprocess import orient
 from cardioseg.data.readers.base import check_image, read_dicom, read_raster, reading
 from cardioseg.errors import DataError
-from cardioseg.inference.export import read_sidecar
-from cardioseg.inference.members import load_member
-from cardioseg.inference.pipeline import Segmenter, orient_channels
+from cardioseg.inference.members import RunOptions, load_member
+from cardioseg.inference.pipeline import Segmenter
 from cardioseg.inference.predict import default_memory_budget
 from cardioseg.inference.volumes import VolumeFile
-from cardioseg.models.checkpoint import read_header
+from cardioseg.plan import Plan
 from cardioseg.viz.frames import grey_levels
 
 MAX_VOXELS = 1 << 26
 """Largest scan accepted (64 M voxels, about 320 MB held per session): a small compressed upload
 can still inflate to an image far larger than the upload limit."""
 
-CAMUS_CAVITY, CAMUS_ATRIUM = 1, 3
-
 
 @dataclass(frozen=True)
-class SegModel:
+class ServedModel:
     """The served model: the segmenter and what the app needs to know about its classes."""
 
     name: str
@@ -46,8 +42,15 @@ class SegModel:
     class_names: dict[int, str]
     cavity_label: int
     atrium_label: int | None
-    orientation_fix: str
     batch_size: int
+
+    @property
+    def plan(self) -> Plan:
+        return self.segmenter.plan
+
+    @property
+    def orientation_fix(self) -> str:
+        return self.plan.orientation
 
     @property
     def labels(self) -> list[int]:
@@ -72,20 +75,21 @@ class Scan:
         return self.image.nbytes + self.prob.nbytes
 
 
-def load_model(path: Path, cfg: Config, scratch: Path) -> SegModel:
+def load_model(path: Path, cfg: Config, scratch: Path) -> ServedModel:
     """Open the checkpoint (or exported ONNX file) given on the command line, never an uploaded one."""
     path = Path(path)
-    member = load_member(path, cfg.predict, scratch)
-    header = read_sidecar(path)["header"] if path.suffix == ".onnx" else read_header(path)
-    mapping = {int(k): int(v) for k, v in (header.get("labels") or {}).items()}
-    labels = [1] if member.classes == 1 else list(range(1, member.classes))
-    return SegModel(
+    options = RunOptions(cfg.predict.backend, cfg.predict.precision, cfg.predict.batch_size)
+    member = load_member(path, options, scratch)
+    plan = member.plan
+    # the label maps the app edits: 1 for a binary model's class, else the plan's class ids
+    names = {1: plan.foreground[0].name} if plan.binary else plan.class_names
+    cavity = 1 if plan.binary else plan.class_of_role("lv_cavity") or 1
+    return ServedModel(
         name=path.name,
         segmenter=Segmenter([member]),
-        class_names={k: member.class_names.get(k, f"class {k}") for k in labels},
-        cavity_label=mapping.get(CAMUS_CAVITY, 1),
-        atrium_label=mapping.get(CAMUS_ATRIUM) if member.classes > 1 else None,
-        orientation_fix=member.orientation_fix,
+        class_names=names,
+        cavity_label=cavity,
+        atrium_label=None if plan.binary else plan.class_of_role("left_atrium"),
         batch_size=cfg.predict.batch_size,
     )
 
@@ -113,18 +117,18 @@ def _read_plane(path: Path, kind: Kind) -> tuple[np.ndarray, tuple[float, float]
     return check_image(read_raster(path), path), None
 
 
-def segment_image(model: SegModel, path: Path, kind: Kind) -> Scan:
+def segment_image(model: ServedModel, path: Path, kind: Kind) -> Scan:
     """A PNG, JPEG or DICOM image: probabilities on its own grid, then the model's orientation fix."""
     image, spacing = _read_plane(path, kind)
     _check_size(image.size)
     prob = model.segmenter.images([image])[0]
     fix = model.orientation_fix
-    if spacing is not None and fix == "transpose":
-        spacing = spacing[::-1]
+    spacing = model.plan.plane_spacing(spacing)
+    turn = model.segmenter.members[0].pipeline.orient
     return Scan(
         kind=kind,
-        image=_display(orient(image, fix))[..., None],
-        prob=orient_channels(prob, fix).astype(np.float16)[..., None],
+        image=_display(turn.apply(image))[..., None],
+        prob=turn.invert(prob).astype(np.float16)[..., None],
         spacing=(*spacing, 1.0) if spacing is not None else None,
         affine=None,
         orientation_fix=fix,
@@ -132,7 +136,7 @@ def segment_image(model: SegModel, path: Path, kind: Kind) -> Scan:
     )
 
 
-def segment_volume(model: SegModel, path: Path, kind: Kind) -> Scan:
+def segment_volume(model: ServedModel, path: Path, kind: Kind) -> Scan:
     """A NIfTI volume, plane by plane along the model's slice axis, on the file's grid."""
     volume = VolumeFile(path)
     _check_size(volume.n_voxels)
@@ -152,6 +156,6 @@ def segment_volume(model: SegModel, path: Path, kind: Kind) -> Scan:
     )
 
 
-def segment_file(model: SegModel, path: Path, kind: Kind) -> Scan:
+def segment_file(model: ServedModel, path: Path, kind: Kind) -> Scan:
     """Dispatch on the sniffed kind (never on the file name)."""
     return segment_volume(model, path, kind) if kind.is_volume else segment_image(model, path, kind)

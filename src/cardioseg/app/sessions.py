@@ -23,12 +23,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from cardioseg.app.segment import Scan, SegModel
+from cardioseg.app.segment import Scan, ServedModel
 from cardioseg.app.strokes import Stroke, rasterize
 from cardioseg.config import PostprocessConfig
 from cardioseg.errors import DataError
-from cardioseg.inference.engine import to_labels
-from cardioseg.inference.outputs import finish_labels
+from cardioseg.postprocess import finish_labels, to_labels
 from cardioseg.viz.slices import display_spacing, volume_slice
 
 UNTOUCHED = -1
@@ -58,7 +57,7 @@ class Session:
     id: str
     name: str
     scan: Scan
-    model: SegModel
+    model: ServedModel
     settings: Settings
     folder: Path
     patient: str | None = None

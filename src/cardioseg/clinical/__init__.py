@@ -1,4 +1,9 @@
-"""Clinical numbers from masks: volumes, biplane LV volumes, ejection fraction, agreement."""
+"""Clinical numbers from masks: volumes, biplane LV volumes, ejection fraction, agreement.
+
+Plain values in (label maps as arrays, spacings, view and phase tags, class ids found by role),
+numbers and tables out: no file is read or written here. A prepared dataset is turned into these
+inputs by ``cardioseg.evaluation.clinical_outputs``.
+"""
 
 from cardioseg.clinical.simpson import (
     BiplaneResult,

@@ -9,13 +9,15 @@ from torch.utils.data import Dataset
 
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import DataError
+from cardioseg.plan import IGNORE_LABEL
 
 
 class SliceDataset(Dataset):
     """2D samples of one split, held in memory as float32 images and uint8 label maps.
 
     Targets are float (1, H, W) {0, 1} masks for a binary task and long (H, W) class ids for
-    a multi-class one, matching the losses in ``training.losses``.
+    a multi-class one, matching the losses in ``training.losses``; unknown pixels keep the value
+    ``IGNORE_LABEL`` in both.
     """
 
     def __init__(self, prepared: PreparedDataset, split: str | None, binary: bool, transform: A.Compose | None = None):
@@ -37,5 +39,6 @@ class SliceDataset(Dataset):
             image, label = out["image"], out["mask"]
         image_t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.binary:
-            return image_t, torch.from_numpy((label > 0).astype(np.float32))[None]
+            mask = np.where(label == IGNORE_LABEL, IGNORE_LABEL, label > 0).astype(np.float32)
+            return image_t, torch.from_numpy(mask)[None]
         return image_t, torch.from_numpy(label.astype(np.int64))

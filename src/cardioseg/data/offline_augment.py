@@ -17,11 +17,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from cardioseg.artifacts import PreparedFiles
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import ConfigError
 from cardioseg.fileio import atomic_dir, write_json
-
-LINKED_FILES = ("originals.npz", "cases.json", "config.yaml")
 
 
 def offline_transform() -> A.Compose:
@@ -59,13 +58,15 @@ def augment_offline(source: Path, out: Path, copies: int = 10, seed: int = 0) ->
     info["n_samples"] = int(len(manifest) + copies * len(train_rows))
     info["samples_per_split"] = {**info["samples_per_split"], "train": int((copies + 1) * len(train_rows))}
     with atomic_dir(out) as tmp:
-        np.save(tmp / "images.npy", np.concatenate(images))
-        np.save(tmp / "labels.npy", np.concatenate(labels))
-        pd.concat([manifest, *extra_rows], ignore_index=True).to_csv(tmp / "manifest.csv", index=False)
-        write_json(tmp / "dataset.json", info)
-        for name in LINKED_FILES:
+        staged = PreparedFiles(tmp)
+        np.save(staged.images, np.concatenate(images))
+        np.save(staged.labels, np.concatenate(labels))
+        pd.concat([manifest, *extra_rows], ignore_index=True).to_csv(staged.manifest, index=False)
+        write_json(staged.dataset, info)
+        for original, linked in ((prepared.files.originals, staged.originals), (prepared.files.cases, staged.cases),
+                                 (prepared.files.config, staged.config)):
             try:
-                os.link(prepared.root / name, tmp / name)
+                os.link(original, linked)
             except OSError:
-                shutil.copy2(prepared.root / name, tmp / name)
+                shutil.copy2(original, linked)
     return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,18 @@ import numpy as np
 import pandas as pd
 from rich.progress import Progress
 
+from cardioseg.anatomy import role_from_name
+from cardioseg.artifacts import PreparedFiles
 from cardioseg.config import Config
 from cardioseg.data.case import Case, CaseRef
-from cardioseg.data.preprocess import crop_box, intensity_chain, map_labels, orient, preprocess_plane
+from cardioseg.data.preprocess import ArrayPlanes, Pipeline, map_labels, planes_of
 from cardioseg.data.readers import detect_layout, get_reader
 from cardioseg.data.splits import check_disjoint, group_patients, official_split, ratio_split
-from cardioseg.errors import DataError
+from cardioseg.errors import DataError, problem_list
 from cardioseg.fileio import atomic_dir, write_json, write_text
+from cardioseg.plan import IGNORE_LABEL, ClassSpec, Plan, oriented_spacing
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -50,41 +52,34 @@ def _config_digest(cfg: Config, layout: str) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _planes(
-    image: np.ndarray, label: np.ndarray | None, slice_axis: int
-) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-    """(slice index, image plane, label plane) for a 3D volume; one plane (-1) for 2D."""
-    if image.ndim == 2:
-        yield -1, image, label
-        return
-    # moveaxis gives views; np.take would copy the whole volume's worth of strides per slice.
-    image_slices = np.moveaxis(image, slice_axis, 0)
-    label_slices = None if label is None else np.moveaxis(label, slice_axis, 0)
-    for k in range(image_slices.shape[0]):
-        yield k, image_slices[k], None if label_slices is None else label_slices[k]
+def _unannotated_classes(case: Case, mapping: dict[int, int] | None) -> list[int]:
+    """Class ids the reader says were not drawn on this case (Sunnybrook slices without an epicardial contour)."""
+    sources = case.meta.get("unannotated_labels") or []
+    return sorted({(mapping or {v: v for v in sources}).get(int(v), 0) for v in sources} - {0})
 
 
 def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
     """Everything prepare keeps of one case, as arrays plus JSON-able metadata."""
     pre = cfg.preprocess
+    unannotated = _unannotated_classes(case, cfg.data.labels)
     label = None if case.label is None else map_labels(case.label, cfg.data.labels)
-    image = case.image
-    if image.ndim == 2:
-        image = orient(image, fix)
-        label = None if label is None else orient(label, fix)
+    if label is not None and unannotated:
+        label[case.label == 0] = IGNORE_LABEL  # drawn as background, so background or a class nobody drew: unknown
+    pipeline = Pipeline(pre, fix if case.image.ndim == 2 else "none")
+    image = pipeline.orient.apply(case.image) if case.image.ndim == 2 else case.image
+    label = pipeline.orient.apply(label) if label is not None and case.image.ndim == 2 else label
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
-    normalised = intensity_chain(image, pre)
-    # Volumes share one crop box across slices so that their predictions stack back together.
-    volume_box = crop_box(normalised.max(axis=cfg.data.slice_axis), pre) if image.ndim == 3 else None
+    axis = cfg.data.slice_axis
+    fitted = pipeline.fit(ArrayPlanes(image, axis))
     images, labels, rows = [], [], []
-    for k, plane, label_plane in _planes(normalised, label, cfg.data.slice_axis):
-        out_image, out_label, geometry = preprocess_plane(plane, label_plane, pre, volume_box)
+    for k, label_plane in zip(range(fitted.count), planes_of(label, axis)):
+        out_image, geometry = fitted.image(k)
         images.append(out_image)
-        labels.append(out_label if out_label is not None else np.zeros(pre.size, np.uint8))
+        labels.append(np.zeros(pre.size, np.uint8) if label_plane is None else fitted.label(label_plane, geometry))
         rows.append(
             {
-                "sample_id": case.case_id if k < 0 else f"{case.case_id}#{k:04d}",
-                "slice_index": k,
+                "sample_id": case.case_id if image.ndim == 2 else f"{case.case_id}#{k:04d}",
+                "slice_index": -1 if image.ndim == 2 else k,
                 "orig_h": geometry.original_shape[0],
                 "orig_w": geometry.original_shape[1],
                 "crop_y0": geometry.crop_box[0],
@@ -93,9 +88,7 @@ def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
                 "crop_x1": geometry.crop_box[3],
             }
         )
-    spacing = list(case.spacing) if case.spacing else None
-    if spacing and image.ndim == 2 and fix == "transpose":
-        spacing = spacing[::-1]
+    spacing = oriented_spacing(case.spacing, fix) if image.ndim == 2 else case.spacing
     return {
         "images": np.stack(images).astype(np.float32),
         "labels": np.stack(labels).astype(np.uint8),
@@ -109,10 +102,11 @@ def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
             "phase": case.phase or "",
             "ndim": int(image.ndim),
             "shape": list(image.shape),
-            "spacing": spacing,
+            "spacing": list(spacing) if spacing else None,
             "affine": case.affine.tolist() if case.affine is not None else None,
-            "slice_axis": cfg.data.slice_axis if image.ndim == 3 else None,
+            "slice_axis": axis if image.ndim == 3 else None,
             "has_label": case.label is not None,
+            "unannotated_classes": unannotated,
             "hash": digest,
             "source_image": str(case.image_path or ""),
             "source_label": str(case.label_path or ""),
@@ -147,7 +141,7 @@ def _load_chunk(path: Path) -> dict[str, Any]:
 
 
 def _work_dir(out_dir: Path, digest: str) -> Path:
-    work = out_dir.with_name(f".{out_dir.name}.work")
+    work = PreparedFiles(out_dir).work_dir
     stamp = work / "config.sha"
     if work.exists() and (not stamp.is_file() or stamp.read_text().strip() != digest):
         shutil.rmtree(work)  # cached chunks from another configuration are useless
@@ -173,18 +167,30 @@ def _validate_labels(case: Case, cfg: Config, layout_labels: dict[int, str]) -> 
         )
 
 
-def _class_table(cfg: Config, found: set[int], source_names: dict[int, str]) -> tuple[list[int], dict[str, str]]:
-    """Class ids and names: from ``data.class_names``, else from the layout's label names."""
-    ids = sorted({0, *cfg.data.labels.values()}) if cfg.data.labels else sorted({0, *found})
+def _class_table(cfg: Config, found: set[int], source_names: dict[int, str]) -> tuple[ClassSpec, ...]:
+    """The plan's classes: ids from ``data.labels`` (or the values found), names from ``data.class_names``
+    (one per foreground class) or the layout's label names, roles from the source labels' names."""
+    ids = sorted({0, *cfg.data.labels.values()}) if cfg.data.labels else sorted({0, *found} - {IGNORE_LABEL})
     mapping = cfg.data.labels or {i: i for i in ids}
-    table = {}
-    for n, class_id in enumerate(ids):
-        sources = [source_names.get(s, "") for s, target in sorted(mapping.items()) if target == class_id]
-        derived = " + ".join(s for s in sources if s) or f"class{class_id}"
-        table[str(class_id)] = "background" if class_id == 0 else derived
-        if cfg.data.class_names and n < len(cfg.data.class_names):
-            table[str(class_id)] = cfg.data.class_names[n]
-    return ids, table
+    given = cfg.data.class_names or []
+    classes = [ClassSpec(id=0, name="background")]
+    for n, class_id in enumerate(ids[1:]):
+        sources = [source_names[s] for s, target in sorted(mapping.items()) if target == class_id and s in source_names]
+        name = given[n] if n < len(given) else " + ".join(sources) or f"class{class_id}"
+        role = role_from_name(sources[0]) if len(sources) == 1 else role_from_name(name)
+        classes.append(ClassSpec(id=class_id, name=name, role=role))
+    return tuple(classes)
+
+
+def plan_config(cfg: Config, plan: Plan) -> Config:
+    """``cfg`` with the data and preprocessing settings of ``plan``: how a raw folder is prepared for a model."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.labels = plan.label_map
+    cfg.data.orientation = plan.orientation
+    cfg.data.slice_axis = plan.slice_axis
+    cfg.data.class_names = [c.name for c in plan.foreground]
+    cfg.preprocess = plan.preprocess
+    return cfg
 
 
 def prepare_dataset(cfg: Config, progress: bool = True) -> PrepareResult:
@@ -226,8 +232,8 @@ def prepare_dataset(cfg: Config, progress: bool = True) -> PrepareResult:
             chunk_paths.append((ref, path))
             bar.advance(task)
     if bad and not cfg.data.skip_bad:
-        listing = "; ".join(f"{p}: {why}" for p, why in bad)
-        raise DataError(f"{len(bad)} bad file(s) (use --skip-bad to leave them out): {listing}", source)
+        summary = f"{len(bad)} bad file(s) (use --skip-bad to leave them out):"
+        raise DataError(problem_list(summary, bad, PreparedFiles(out_dir).bad_files_listing), source)
     if not chunk_paths:
         raise DataError("no usable case left after skipping bad files", source)
 
@@ -280,6 +286,7 @@ def _assemble(
                     "phase": case["phase"],
                     "split": assignment[case["patient_id"]],
                     "spacing": spacing,
+                    "unannotated_classes": ";".join(str(c) for c in case["unannotated_classes"]),
                     "source_image": case["source_image"],
                     "source_label": case["source_label"],
                     **{k: row[k] for k in ("orig_h", "orig_w", "crop_y0", "crop_y1", "crop_x0", "crop_x1")},
@@ -289,19 +296,16 @@ def _assemble(
     manifest = pd.DataFrame(rows)
     check_disjoint(zip(manifest["patient_id"], manifest["split"]))
     source_names = {int(k): str(v) for k, v in dict(cases[0]["meta"].get("label_names") or []).items()}
-    class_ids, class_names = _class_table(cfg, found, {**label_names, **source_names})
+    is_3d = any(c["ndim"] == 3 for c in cases)
+    plan = Plan(
+        layout=layout, is_3d=is_3d, slice_axis=cfg.data.slice_axis, orientation=fix, preprocess=cfg.preprocess,
+        label_map=cfg.data.labels, classes=_class_table(cfg, found, {**label_names, **source_names}),
+    )
     split_counts = {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")}
     info = {
         "format_version": FORMAT_VERSION,
-        "layout": layout,
         "source": str(source),
-        "orientation_fix": fix,
-        "is_3d": any(c["ndim"] == 3 for c in cases),
-        "slice_axis": cfg.data.slice_axis,
-        "labels": {str(k): v for k, v in cfg.data.labels.items()} if cfg.data.labels else None,
-        "class_ids": class_ids,
-        "class_names": class_names,
-        "preprocess": cfg.preprocess.model_dump(mode="json"),
+        "plan": plan.model_dump(mode="json"),
         "n_cases": len(cases),
         "n_patients": manifest["patient_id"].nunique(),
         "n_samples": len(manifest),
@@ -309,16 +313,18 @@ def _assemble(
         "patients_per_split": {s: int(manifest.loc[manifest.split == s, "patient_id"].nunique()) for s in ("train", "val", "test")},
         "bad_files": len(bad),
     }
+    files = PreparedFiles(out_dir)
     with atomic_dir(out_dir) as tmp:
-        np.save(tmp / "images.npy", np.concatenate([c["images"] for c in chunks]))
-        np.save(tmp / "labels.npy", np.concatenate([c["labels"] for c in chunks]))
+        staged = PreparedFiles(tmp)
+        np.save(staged.images, np.concatenate([c["images"] for c in chunks]))
+        np.save(staged.labels, np.concatenate([c["labels"] for c in chunks]))
         originals = {c["case"]["case_id"]: c["original"] for c in chunks}
         originals.update({f"image:{c['case']['case_id']}": c["original_image"] for c in chunks})
-        np.savez_compressed(tmp / "originals.npz", **originals)
-        manifest.to_csv(tmp / "manifest.csv", index=False)
-        write_json(tmp / "cases.json", {c["case_id"]: {**c, "split": assignment[c["patient_id"]]} for c in cases})
-        write_json(tmp / "dataset.json", info)
-        write_text(tmp / "config.yaml", cfg.to_yaml())
+        np.savez_compressed(staged.originals, **originals)
+        manifest.to_csv(staged.manifest, index=False)
+        write_json(staged.cases, {c["case_id"]: {**c, "split": assignment[c["patient_id"]]} for c in cases})
+        write_json(staged.dataset, info)
+        write_text(staged.config, cfg.to_yaml())
         if bad:
-            pd.DataFrame(bad, columns=["file", "problem"]).to_csv(tmp / "bad_files.csv", index=False)
-    return PrepareResult(out_dir, len(cases), len(manifest), split_counts, bad)
+            pd.DataFrame(bad, columns=["file", "problem"]).to_csv(staged.bad_files, index=False)
+    return PrepareResult(files.root, len(cases), len(manifest), split_counts, bad)

@@ -2,11 +2,12 @@
 
 Layout of a prepared directory::
 
-    dataset.json     what was prepared: layout, classes, preprocessing, orientation, counts
+    dataset.json     the plan (layout, classes and roles, preprocessing, orientation, slice axis) and counts
     manifest.csv     one row per 2D sample (sample, case, patient, volume, slice, view, phase,
                      split, spacing, source files, original size, crop box, content hash)
     images.npy       (N, H, W) float32, preprocessed network input
-    labels.npy       (N, H, W) uint8 class ids at network resolution
+    labels.npy       (N, H, W) uint8 class ids at network resolution; 255 where the class is unknown
+                     (background, or a class the case's annotators did not draw)
     originals.npz    every case at its original resolution (2D image or whole 3D volume), after
                      the orientation fix: the reference label under its case id, for honest
                      evaluation, and the raw image under ``image:<case id>``, for figures
@@ -26,11 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cardioseg.artifacts import PreparedFiles, prepared_plan, read_prepared_info
 from cardioseg.config import PreprocessConfig
 from cardioseg.data.preprocess import Geometry
 from cardioseg.errors import DataError
-
-REQUIRED_FILES = ("dataset.json", "manifest.csv", "images.npy", "labels.npy", "originals.npz", "cases.json")
+from cardioseg.plan import Plan
 
 
 @dataclass
@@ -43,45 +44,56 @@ class PreparedDataset:
         self.root = Path(self.root)
         if not self.root.is_dir():
             raise DataError("prepared dataset not found (run `cardioseg prepare` first)", self.root)
-        missing = [name for name in REQUIRED_FILES if not (self.root / name).is_file()]
+        self.files = PreparedFiles(self.root)
+        missing = [path.name for path in self.files.required if not path.is_file()]
         if missing:
             raise DataError(f"not a complete prepared dataset: missing {', '.join(missing)}", self.root)
 
     @cached_property
     def info(self) -> dict[str, Any]:
-        return json.loads((self.root / "dataset.json").read_text())
+        return read_prepared_info(self.root)
+
+    @cached_property
+    def plan(self) -> Plan:
+        return prepared_plan(self.info, self.files.dataset)
 
     @cached_property
     def manifest(self) -> pd.DataFrame:
-        return pd.read_csv(self.root / "manifest.csv", keep_default_na=False, dtype={"patient_id": str, "case_id": str})
+        return pd.read_csv(self.files.manifest, keep_default_na=False,
+                           dtype={"patient_id": str, "case_id": str, "unannotated_classes": str})
 
     @cached_property
     def cases(self) -> dict[str, dict[str, Any]]:
-        return json.loads((self.root / "cases.json").read_text())
+        return json.loads(self.files.cases.read_text())
 
     @cached_property
     def images(self) -> np.ndarray:
-        return np.load(self.root / "images.npy", mmap_mode="r")
+        return np.load(self.files.images, mmap_mode="r")
 
     @cached_property
     def labels(self) -> np.ndarray:
-        return np.load(self.root / "labels.npy", mmap_mode="r")
+        return np.load(self.files.labels, mmap_mode="r")
 
     @property
     def preprocess(self) -> PreprocessConfig:
-        return PreprocessConfig.model_validate(self.info["preprocess"])
+        return self.plan.preprocess
 
     @property
     def class_ids(self) -> list[int]:
-        return [int(c) for c in self.info["class_ids"]]
+        return [c.id for c in self.plan.classes]
 
     @property
     def class_names(self) -> dict[int, str]:
-        return {int(k): v for k, v in self.info["class_names"].items()}
+        """Every class id -> name, background included."""
+        return {c.id: c.name for c in self.plan.classes}
 
     @property
     def is_3d(self) -> bool:
-        return bool(self.info.get("is_3d"))
+        return self.plan.is_3d
+
+    def unannotated(self, case_id: str) -> list[int]:
+        """Class ids not drawn on this case: its pixels of value 255 may belong to them."""
+        return [int(c) for c in self.cases[case_id].get("unannotated_classes") or []]
 
     def indices(self, split: str | None) -> np.ndarray:
         """Row indices of one split (all rows for ``None``)."""
@@ -90,9 +102,9 @@ class PreparedDataset:
         return np.flatnonzero(self.manifest["split"].to_numpy() == split)
 
     def _original(self, key: str) -> np.ndarray:
-        with np.load(self.root / "originals.npz") as store:
+        with np.load(self.files.originals) as store:
             if key not in store:
-                raise DataError(f"nothing stored under {key!r}", self.root / "originals.npz")
+                raise DataError(f"nothing stored under {key!r}", self.files.originals)
             return store[key]
 
     def original_label(self, case_id: str) -> np.ndarray:

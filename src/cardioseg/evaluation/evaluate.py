@@ -1,13 +1,23 @@
-"""`cardioseg evaluate`: score a model per case at the original resolution, like a paper.
+"""`cardioseg evaluate`: score what `predict` ships, per case at the original resolution, like a paper.
 
-Predictions are mapped back onto each image's original grid (undoing crop and resize) and 3D
-volumes are put back together from their slices before any metric is computed; metrics are
+The models are opened and run by the same segmenter as `cardioseg predict` and the web app
+(``inference.members`` + ``inference.pipeline.Segmenter``), so a backend (ONNX Runtime), flip TTA
+or an ensemble of several ``-m`` is scored exactly as it would be shipped. Each case's original
+image (the prepared dataset keeps it) goes through the models' own pipelines; probabilities come
+back on the original grid (crop and resize undone, volumes reassembled) and become labels through
+``postprocess.probabilities_to_labels``, the function `predict` writes its masks with. Metrics are
 reported without and with the configured post-processing, so its effect is visible.
+
+Classes a case's annotators did not draw (Sunnybrook slices without an epicardial contour) are
+left out of that case's metrics for that class. Distances are in mm when every scored case has a
+spacing, else all in pixels (the plan's spacing policy): one summary never mixes the two.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,16 +27,22 @@ import pandas as pd
 from rich.progress import Progress
 from rich.table import Table
 
+from cardioseg.artifacts import EvaluationFiles, PreparedFiles
 from cardioseg.config import Config
+from cardioseg.data.prepare import plan_config, prepare_dataset
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.data.preprocess import restore_probabilities
+from cardioseg.data.preprocess import Orient
 from cardioseg.errors import DataError
-from cardioseg.evaluation.metrics import MetricAccumulator, case_metrics, multiclass_case_metrics
+from cardioseg.evaluation.clinical_outputs import clinical_outputs
+from cardioseg.evaluation.metrics import MetricAccumulator, multiclass_case_metrics
 from cardioseg.fileio import write_json, write_npz, write_text, write_with
-from cardioseg.inference.engine import Predictor, to_labels
-from cardioseg.models.checkpoint import ModelBundle, load_bundle
-from cardioseg.models.factory import count_parameters
-from cardioseg.postprocess import postprocess, postprocess_labels
+from cardioseg.inference.members import RunOptions, load_member
+from cardioseg.inference.pipeline import Segmenter
+from cardioseg.inference.predict import default_memory_budget
+from cardioseg.inference.volumes import ArrayVolume
+from cardioseg.plan import Plan
+from cardioseg.postprocess import probabilities_to_labels, to_labels
+from cardioseg.viz.cases import plot_best_median_worst
 
 VARIANTS = ("raw", "post")
 
@@ -38,114 +54,123 @@ class EvaluationResult:
     per_case: pd.DataFrame
 
 
-def open_for_model(data: Path, bundle: ModelBundle, cfg: Config, work_dir: Path, progress: bool) -> PreparedDataset:
-    """A prepared dataset matching the model's preprocessing: given, or prepared on the fly from raw data."""
-    if (data / "dataset.json").is_file():
+def open_for_plan(data: Path, plan: Plan, cfg: Config, files: EvaluationFiles, progress: bool) -> PreparedDataset:
+    """A prepared dataset labelled like the model's plan: given, or prepared on the fly from a raw folder."""
+    if PreparedFiles.is_prepared(data):
         prepared = PreparedDataset(data)
-        if prepared.preprocess != bundle.preprocess:
+        if not prepared.plan.same_task(plan):
             raise DataError(
-                "prepared with a different preprocessing than the model was trained with; "
-                "pass the raw data folder instead and it will be prepared to match",
-                data,
-            )
+                f"prepared with labels {prepared.plan.label_map} -> classes {prepared.plan.class_names}, but the model "
+                f"segments {plan.class_names} from {plan.label_map}; pass the raw data folder instead and it will be "
+                "prepared to match", data)
         return prepared
-    from cardioseg.data.prepare import prepare_dataset
-
-    raw_cfg = cfg.model_copy(deep=True)
+    raw_cfg = plan_config(cfg, plan)
     raw_cfg.data.source = data
-    raw_cfg.data.prepared = work_dir / "prepared"
-    raw_cfg.data.labels = bundle.labels
-    raw_cfg.data.orientation = bundle.orientation_fix  # type: ignore[assignment]
-    raw_cfg.preprocess = bundle.preprocess
+    raw_cfg.data.prepared = files.prepared
     prepare_dataset(raw_cfg, progress=progress)
-    return PreparedDataset(raw_cfg.data.prepared)
+    return PreparedDataset(files.prepared)
 
 
-def _case_groups(prepared: PreparedDataset, rows: np.ndarray) -> dict[str, list[int]]:
-    groups: dict[str, list[int]] = {}
-    case_ids = prepared.manifest["case_id"].to_numpy()
-    for row in rows:
-        groups.setdefault(str(case_ids[row]), []).append(int(row))
-    return groups
+def _case_ids(prepared: PreparedDataset, split: str | None) -> list[str]:
+    """Labelled cases of a split, in manifest order."""
+    rows = prepared.indices(split)
+    ids = list(dict.fromkeys(prepared.manifest["case_id"].to_numpy()[rows].tolist()))
+    return [case for case in ids if prepared.cases[case].get("has_label", True)]
 
 
-def _assemble(prepared: PreparedDataset, case_id: str, rows: list[int], probs: dict[int, np.ndarray]) -> np.ndarray:
-    """Original-grid probabilities (C, ...) of one case: an image, or a volume from its slices."""
-    planes = [restore_probabilities(probs.pop(r), prepared.geometry(r)) for r in rows]
-    info = prepared.cases[case_id]
-    if info["ndim"] == 2:
-        return planes[0]
-    order = np.argsort(prepared.manifest["slice_index"].to_numpy()[rows])
-    return np.stack([planes[i] for i in order], axis=info["slice_axis"] + 1)
+def case_probabilities(segmenter: Segmenter, prepared: PreparedDataset, case_ids: Sequence[str],
+                       batch_size: int) -> Iterator[tuple[str, np.ndarray]]:
+    """(case id, probabilities (C, *original shape)) of prepared cases, on the grid of their stored references.
+
+    2D originals are stored after the dataset's orientation fix: they are turned back to their
+    layout as read, so the segmenter sees exactly what `predict` sees in the file; 2D cases are
+    segmented in batches, volumes one at a time.
+    """
+    turn = Orient(prepared.plan.orientation)
+    flat = [c for c in case_ids if prepared.cases[c]["ndim"] == 2]
+    for start in range(0, len(flat), batch_size):
+        group = flat[start : start + batch_size]
+        probs = segmenter.images([turn.apply(prepared.original_image(c)) for c in group])
+        yield from ((case, turn.invert(prob)) for case, prob in zip(group, probs))
+    for case in (c for c in case_ids if prepared.cases[c]["ndim"] == 3):
+        volume = ArrayVolume(prepared.original_image(case))
+        prob = np.zeros((segmenter.classes, *volume.shape), np.float32)
+        for k, plane in segmenter.volume(volume, default_memory_budget(), batch_size):
+            np.moveaxis(prob, segmenter.slice_axis + 1, 1)[:, k] = plane
+        yield case, prob
 
 
-def _score(
-    prob: np.ndarray, ref: np.ndarray, bundle: ModelBundle, cfg: Config, spacing: tuple[float, ...] | None,
-    slice_axis: int,
-) -> tuple[dict[str, dict[str, dict[str, float]]], np.ndarray]:
-    """({variant: {class name: metrics}}, post-processed label map) for one case."""
+def score_case(prob: np.ndarray, ref: np.ndarray, plan: Plan, cfg: Config, spacing: tuple[float, ...] | None,
+               slice_axis: int, unannotated: Sequence[int]) -> tuple[dict[str, dict[str, dict[str, float]]], np.ndarray]:
+    """({variant: {class name: metrics}}, post-processed label map) of one case; undrawn classes left out."""
     post_cfg = cfg.evaluate.postprocess
     raw = to_labels(prob, post_cfg.threshold)
-    if bundle.binary:
-        post = postprocess(prob[0], post_cfg, slice_axis).astype(np.uint8)
-    else:
-        post = postprocess_labels(raw, post_cfg, slice_axis).astype(np.uint8)
-    names = {c: n for c, n in bundle.class_names.items() if c != 0} or {1: "foreground"}
-    result = {}
-    for variant, labels in (("raw", raw), ("post", post)):
-        if bundle.binary:
-            result[variant] = {next(iter(names.values())): case_metrics(labels > 0, ref > 0, spacing)}
-        else:
-            result[variant] = multiclass_case_metrics(labels, ref, names, spacing)
-    return result, post
+    post = probabilities_to_labels(prob, post_cfg, slice_axis)
+    names = {c: n for c, n in plan.class_names.items() if c not in unannotated}
+    if plan.binary:  # a one-channel model says 1 for its class, whatever the class id
+        fg = plan.foreground[0].id
+        raw, post = raw * np.uint8(fg), post * np.uint8(fg)
+    scores = {variant: multiclass_case_metrics(labels, ref, names, spacing) for variant, labels in (("raw", raw), ("post", post))}
+    return scores, post
 
 
-def evaluate_model(model_path: Path, data: Path, cfg: Config, progress: bool = True) -> EvaluationResult:
-    bundle = load_bundle(model_path)
-    out_dir = Path(cfg.evaluate.out_dir or Path(model_path).parent / "evaluation")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    prepared = open_for_model(Path(data), bundle, cfg, out_dir, progress)
-    split = None if cfg.evaluate.split == "all" else cfg.evaluate.split
-    rows = prepared.indices(split)
-    if len(rows) == 0:
-        available = sorted(set(prepared.manifest["split"]))
-        raise DataError(f"split {cfg.evaluate.split!r} is empty; available: {', '.join(available)} or all", prepared.root)
-    predictor = Predictor(bundle, batch_size=cfg.evaluate.batch_size)
-    groups = _case_groups(prepared, rows)
-    remaining = {case: len(r) for case, r in groups.items()}
-    slice_of = {row: case for case, case_rows in groups.items() for row in case_rows}
-    accumulators = {v: MetricAccumulator() for v in VARIANTS}
-    predictions: dict[str, np.ndarray] = {}
-    pending: dict[int, np.ndarray] = {}
-    images = prepared.images
-    started = time.perf_counter()
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task("evaluating", total=len(rows))
-        for start in range(0, len(rows), predictor.batch_size):
-            batch_rows = rows[start : start + predictor.batch_size]
-            for row, prob in zip(batch_rows, predictor.probabilities(images[batch_rows])):
-                pending[int(row)] = prob
-                case = slice_of[int(row)]
-                remaining[case] -= 1
-                if remaining[case] == 0:  # every slice of this case is in: score it and free memory
-                    _finish_case(prepared, bundle, cfg, case, groups[case], pending, accumulators, predictions)
-            bar.advance(task, len(batch_rows))
-    wall = time.perf_counter() - started
-    return _write_outputs(out_dir, model_path, bundle, prepared, cfg, accumulators, predictions, predictor, wall, len(rows))
-
-
-def _finish_case(
-    prepared: PreparedDataset, bundle: ModelBundle, cfg: Config, case: str, rows: list[int],
-    pending: dict[int, np.ndarray], accumulators: dict[str, MetricAccumulator], predictions: dict[str, np.ndarray],
-) -> None:
-    prob = _assemble(prepared, case, rows, pending)
-    info = prepared.cases[case]
-    if not info.get("has_label", True):
-        return
-    ref = prepared.original_label(case)
-    scores, predictions[case] = _score(prob, ref, bundle, cfg, prepared.spacing(case), info.get("slice_axis") or 2)
-    for variant in VARIANTS:
-        accumulators[variant].add_classes(case, scores[variant])
+def evaluate_model(models: Path | Sequence[Path], data: Path, cfg: Config, progress: bool = True) -> EvaluationResult:
+    """Score one model, or the ensemble of several, on a prepared dataset or a raw data folder."""
+    models = [Path(models)] if isinstance(models, str | Path) else [Path(m) for m in models]
+    if not models:
+        raise DataError("no model given (--model)")
+    ev = cfg.evaluate
+    files = EvaluationFiles(Path(ev.out_dir or models[0].parent / "evaluation"))
+    files.root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cardioseg-evaluate-") as scratch:
+        options = RunOptions(ev.backend, ev.precision, ev.batch_size)
+        members = [load_member(m, options, Path(scratch), i) for i, m in enumerate(models)]
+        segmenter = Segmenter(members, tta=ev.tta)
+        prepared = open_for_plan(Path(data), segmenter.plan, cfg, files, progress)
+        split = None if ev.split == "all" else ev.split
+        if len(prepared.indices(split)) == 0:
+            available = sorted(set(prepared.manifest["split"]))
+            raise DataError(f"split {ev.split!r} is empty; available: {', '.join(available)} or all", prepared.root)
+        case_ids = _case_ids(prepared, split)
+        if not case_ids:
+            raise DataError("no labelled case in this split: nothing to score", prepared.root)
+        spacing_known = segmenter.plan.spacing_policy == "mm_if_all_known" and all(prepared.spacing(c) for c in case_ids)
+        accumulators = {v: MetricAccumulator() for v in VARIANTS}
+        predictions: dict[str, np.ndarray] = {}
+        n_planes = 0
+        started = time.perf_counter()
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("evaluating", total=len(case_ids))
+            for case, prob in case_probabilities(segmenter, prepared, case_ids, ev.batch_size):
+                info = prepared.cases[case]
+                n_planes += 1 if info["ndim"] == 2 else prob.shape[segmenter.slice_axis + 1]
+                scores, predictions[case] = score_case(
+                    prob, prepared.original_label(case), segmenter.plan, cfg,
+                    prepared.spacing(case) if spacing_known else None, segmenter.slice_axis, prepared.unannotated(case))
+                for variant in VARIANTS:
+                    accumulators[variant].add_classes(case, scores[variant])
+                bar.advance(task)
+        wall = time.perf_counter() - started
+        summary = {
+            "model": str(models[0]),
+            "models": [str(m) for m in models],
+            "backends": [m.backend_name for m in members],
+            "tta": ev.tta,
+            "arch": "+".join(m.model_cfg.arch for m in members),
+            "encoder": "+".join(str(m.model_cfg.encoder) for m in members),
+            "parameters": sum(m.n_parameters for m in members),
+            "model_file_mb": round(sum(m.stat().st_size for m in models) / 2**20, 3),
+            "data": str(prepared.root),
+            "split": ev.split,
+            "n_cases": len(case_ids),
+            "n_images": n_planes,
+            "distance_unit": "mm" if spacing_known else "px",
+            "resolution": "original",
+            "inference_ms_per_image": round(1000.0 * segmenter.network_seconds / max(1, n_planes), 3),
+            "evaluation_seconds": round(wall, 2),
+            "postprocess": ev.postprocess.model_dump(),
+        }
+    return _write_outputs(files, prepared, cfg, accumulators, predictions, summary)
 
 
 def _per_case_frame(prepared: PreparedDataset, accumulators: dict[str, MetricAccumulator]) -> pd.DataFrame:
@@ -163,42 +188,18 @@ def _per_case_frame(prepared: PreparedDataset, accumulators: dict[str, MetricAcc
 
 
 def _write_outputs(
-    out_dir: Path, model_path: Path, bundle: ModelBundle, prepared: PreparedDataset, cfg: Config,
-    accumulators: dict[str, MetricAccumulator], predictions: dict[str, np.ndarray], predictor: Predictor,
-    wall_seconds: float, n_images: int,
+    files: EvaluationFiles, prepared: PreparedDataset, cfg: Config, accumulators: dict[str, MetricAccumulator],
+    predictions: dict[str, np.ndarray], summary: dict[str, Any],
 ) -> EvaluationResult:
-    if not len(accumulators["raw"]):
-        raise DataError("no labelled case in this split: nothing to score", prepared.root)
     per_case = _per_case_frame(prepared, accumulators)
-    spacing_known = all(prepared.spacing(c) for c in predictions)
-    summary = {
-        "model": str(model_path),
-        "arch": bundle.model_cfg.arch,
-        "encoder": bundle.model_cfg.encoder,
-        "parameters": count_parameters(bundle.model),
-        "model_file_mb": round(Path(model_path).stat().st_size / 2**20, 3),
-        "data": str(prepared.root),
-        "split": cfg.evaluate.split,
-        "n_cases": len(accumulators["raw"]) // max(1, len(per_case["class_name"].unique())),
-        "n_images": n_images,
-        "distance_unit": "mm" if spacing_known else "px",
-        "resolution": "original",
-        "inference_ms_per_image": round(predictor.ms_per_image, 3),
-        "evaluation_seconds": round(wall_seconds, 2),
-        "postprocess": cfg.evaluate.postprocess.model_dump(),
-        "metrics": {v: _records(acc.summary()) for v, acc in accumulators.items()},
-    }
-    from cardioseg.clinical.report import clinical_outputs
-
-    summary["clinical"] = clinical_outputs(prepared, predictions, out_dir)
-    write_with(out_dir / "per_case.csv", lambda tmp: per_case.to_csv(tmp, index=False))
-    write_json(out_dir / "summary.json", summary)
-    write_text(out_dir / "config.yaml", cfg.to_yaml())
-    write_npz(out_dir / "predictions.npz", predictions)
-    from cardioseg.viz.cases import plot_best_median_worst
-
-    plot_best_median_worst(prepared, per_case, predictions, out_dir / "cases_best_median_worst.png")
-    return EvaluationResult(out_dir, summary, per_case)
+    summary["metrics"] = {v: _records(acc.summary()) for v, acc in accumulators.items()}
+    summary["clinical"] = clinical_outputs(prepared, predictions, files.root)
+    write_with(files.per_case, lambda tmp: per_case.to_csv(tmp, index=False))
+    write_json(files.summary, summary)
+    write_text(files.config, cfg.to_yaml())
+    write_npz(files.predictions, predictions)
+    plot_best_median_worst(prepared, per_case, predictions, files.cases_figure)
+    return EvaluationResult(files.root, summary, per_case)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -210,7 +211,8 @@ def summary_table(result: EvaluationResult) -> Table:
     summary = result.summary
     unit = summary["distance_unit"]
     classes = list(dict.fromkeys(str(r["class_name"]) for r in summary["metrics"]["raw"]))
-    table = Table(title=f"{summary['arch']} on {summary['split']}: {', '.join(classes)} "
+    shipped = ", ".join(summary["backends"]) + (" + TTA" if summary["tta"] else "")
+    table = Table(title=f"{summary['arch']} ({shipped}) on {summary['split']}: {', '.join(classes)} "
                         f"({summary['n_cases']} cases, original resolution)")
     columns = ["metric", "raw", "post-processed", "median", "undef."]
     if len(classes) > 1:

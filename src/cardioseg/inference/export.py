@@ -6,8 +6,10 @@ optional input ``stats`` (two floats, default NaN = per-image statistics) overri
 normalisation statistics; in the ONNX file its default is stored as an initializer, so
 ``session.run(None, {"image": x})`` is enough.
 
-Outside the graph, in this order (all recorded in the sidecar): orientation fix, median filter,
-CLAHE, crop, resize to the input size; after it: resize back, threshold/argmax, post-processing.
+Outside the graph, in this order (the plan in the sidecar says them with their parameters):
+orientation fix, median filter, CLAHE, crop, resize to the input size; after it: resize back,
+threshold/argmax, post-processing. An export whose probabilities differ from PyTorch's by more
+than ``export.max_prob_diff`` on a check batch is refused, and nothing is written.
 The in-graph statistics are those of the image it receives (resized, cropped); training computed
 them before crop and resize (and on the whole volume for 3D data) -- pass ``stats`` for volumes.
 
@@ -17,8 +19,9 @@ ONNX uses the dynamo-based exporter: the TorchScript-based one fails on PSPNet's
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +31,22 @@ import numpy as np
 import torch
 
 from cardioseg import __version__
+from cardioseg.artifacts import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    HEADER_KEY,
+    TORCHSCRIPT_EXTRA_FILE,
+    default_export_path,
+    file_digest,
+    sidecar_path,
+)
 from cardioseg.config import ExportConfig
+from cardioseg.data.preprocess import Pipeline
 from cardioseg.errors import CheckpointError
 from cardioseg.fileio import write_bytes, write_json, write_with
 from cardioseg.inference.deployable import DeployableModel
-from cardioseg.models.checkpoint import FORMAT, FORMAT_VERSION, ModelBundle, load_bundle
+from cardioseg.models.checkpoint import ModelBundle, load_bundle
 
-EXPORT_FORMAT = "cardioseg-export"
-EXPORT_VERSION = 1
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 OUTSIDE_GRAPH = ["orientation fix", "median filter", "CLAHE", "crop", "resize to the input size"]
 AFTER_GRAPH = ["resize back to the original grid", "threshold (1 channel) or argmax", "post-processing"]
 
@@ -49,42 +59,23 @@ class ExportResult:
     """Largest probability difference between the exported file and PyTorch on a check batch."""
 
 
-def sidecar_path(exported: Path) -> Path:
-    return exported.with_name(exported.name + ".json")
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, read in blocks: ties an export to the checkpoint it came from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def default_export_path(checkpoint: Path, fmt: str = "onnx") -> Path:
-    """``run/model.safetensors`` -> ``run/model.onnx`` (or ``.torchscript.pt``)."""
-    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + SUFFIXES[fmt])
-
-
 def deployable(bundle: ModelBundle) -> DeployableModel:
-    """A float32, eval-mode copy of the bundle's network wrapped with normalisation and activation."""
+    """A float32, eval-mode copy of the bundle's network wrapped with its plan's normalisation and activation."""
     network = copy.deepcopy(bundle.model).float().eval().to(memory_format=torch.contiguous_format)
-    pre = bundle.preprocess
-    return DeployableModel(network, pre.normalize, pre.percentiles, bundle.binary).eval()
+    return DeployableModel(network, Pipeline.from_plan(bundle.plan).normalize, bundle.binary).eval()
 
 
 def example_input(bundle: ModelBundle, batch: int = 2, seed: int = 0) -> torch.Tensor:
     """Smooth random images in 0..255 at the network input size (for tracing and the parity check)."""
     generator = torch.Generator().manual_seed(seed)
-    height, width = bundle.preprocess.size
+    height, width = bundle.plan.preprocess.size
     coarse = torch.rand(batch, 1, max(2, height // 8), max(2, width // 8), generator=generator)
     return 255.0 * torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
 
 
 def sidecar(bundle: ModelBundle, fmt: str, cfg: ExportConfig, checkpoint_sha256: str | None) -> dict[str, Any]:
-    """What the exported file computes and what it leaves to its caller; also embedded in ONNX files."""
-    height, width = bundle.preprocess.size
+    """What the exported file computes and what it leaves to its caller; also embedded in the exported file."""
+    height, width = bundle.plan.preprocess.size
     return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_VERSION,
@@ -101,7 +92,7 @@ def sidecar(bundle: ModelBundle, fmt: str, cfg: ExportConfig, checkpoint_sha256:
         },
         "outputs": {"probabilities": {"shape": ["batch", bundle.model_cfg.classes, height, width],
                                       "activation": "sigmoid" if bundle.binary else "softmax"}},
-        "inside_graph": [f"intensity normalisation ({bundle.preprocess.normalize})", "network", "activation"],
+        "inside_graph": [f"intensity normalisation ({bundle.plan.preprocess.normalize})", "network", "activation"],
         "outside_graph": OUTSIDE_GRAPH,
         "after_graph": AFTER_GRAPH,
         "header": bundle.header(),
@@ -128,7 +119,7 @@ def export_onnx(bundle: ModelBundle, out: Path, cfg: ExportConfig, meta: dict[st
     proto = program.model_proto
     proto.graph.initializer.append(numpy_helper.from_array(np.full(2, np.nan, np.float32), name="stats"))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = "cardioseg", json.dumps(meta)
+    entry.key, entry.value = HEADER_KEY, json.dumps(meta)
     onnx.checker.check_model(proto)
     return write_bytes(out, proto.SerializeToString())
 
@@ -144,20 +135,32 @@ def export_torchscript(bundle: ModelBundle, out: Path, meta: dict[str, Any]) -> 
         with torch.no_grad():
             model.network = torch.jit.trace(model.network, example_input(bundle), check_trace=False)
         scripted = torch.jit.script(model)
-        extra = {"cardioseg.json": json.dumps(meta)}
+        extra = {TORCHSCRIPT_EXTRA_FILE: json.dumps(meta)}
         return write_with(out, lambda tmp: torch.jit.save(scripted, str(tmp), _extra_files=extra))
 
 
 def export_bundle(bundle: ModelBundle, out: Path, cfg: ExportConfig, checkpoint_sha256: str | None = None) -> ExportResult:
-    """Write the exported file and its sidecar; check it against PyTorch on a small batch."""
+    """Write the exported file and its sidecar, once the export matches PyTorch on a check batch.
+
+    Both are written under temporary names and checked before they replace anything at ``out``.
+    """
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     meta = sidecar(bundle, cfg.format, cfg, checkpoint_sha256)
-    if cfg.format == "onnx":
-        export_onnx(bundle, out, cfg, meta)
-    else:
-        export_torchscript(bundle, out, meta)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as scratch:
+        staged = Path(scratch) / out.name
+        if cfg.format == "onnx":
+            export_onnx(bundle, staged, cfg, meta)
+        else:
+            export_torchscript(bundle, staged, meta)
+        gap = parity_gap(bundle, staged, cfg.format)
+        if not gap <= cfg.max_prob_diff:
+            raise CheckpointError(
+                f"the {cfg.format} export differs from PyTorch by up to {gap:.2e} in probability on a check batch "
+                f"(export.max_prob_diff is {cfg.max_prob_diff:.0e}); nothing was written", out)
+        os.replace(staged, out)
     side = write_json(sidecar_path(out), meta)
-    return ExportResult(out, side, parity_gap(bundle, out, cfg.format))
+    return ExportResult(out, side, gap)
 
 
 def parity_gap(bundle: ModelBundle, exported: Path, fmt: str) -> float:
@@ -185,54 +188,3 @@ def export_model(checkpoint: Path, cfg: ExportConfig) -> ExportResult:
     return export_bundle(bundle, out, cfg, file_digest(checkpoint))
 
 
-def read_sidecar(exported: Path) -> dict[str, Any]:
-    """The sidecar of an exported file (or, without one, the copy embedded in an ONNX file), checked."""
-    exported = Path(exported)
-    if not exported.is_file():
-        raise CheckpointError("exported model file not found", exported)
-    side = sidecar_path(exported)
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else _embedded(exported)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"sidecar is not valid JSON ({exc})", side) from None
-    where = side if side.is_file() else exported
-    if meta.get("format") != EXPORT_FORMAT or int(meta.get("format_version", -1)) > EXPORT_VERSION:
-        raise CheckpointError(
-            f"export format {meta.get('format')} v{meta.get('format_version')} is not supported by cardioseg "
-            f"{__version__} (reads v{EXPORT_VERSION}); upgrade cardioseg or export again", where
-        )
-    header = meta.get("header") or {}
-    if header.get("format") != FORMAT or int(header.get("format_version", -1)) > FORMAT_VERSION:
-        raise CheckpointError(
-            f"model header {header.get('format')} v{header.get('format_version')} is not supported by cardioseg "
-            f"{__version__} (reads v{FORMAT_VERSION}); upgrade cardioseg", where
-        )
-    return meta
-
-
-def _embedded(exported: Path) -> dict[str, Any]:
-    if exported.suffix != ".onnx":
-        raise CheckpointError(f"sidecar {sidecar_path(exported).name} not found next to the exported model", exported)
-    import onnx
-
-    try:
-        proto = onnx.load(str(exported), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own DecodeError types
-        raise CheckpointError(f"not a readable ONNX file ({exc.__class__.__name__})", exported) from exc
-    for entry in proto.metadata_props:
-        if entry.key == "cardioseg":
-            return json.loads(entry.value)
-    raise CheckpointError("ONNX file without a sidecar or cardioseg metadata (not exported by cardioseg)", exported)
-
-
-def find_export(checkpoint: Path) -> Path | None:
-    """The ONNX file `cardioseg export` wrote next to ``checkpoint``, if it still matches it."""
-    candidate = default_export_path(Path(checkpoint), "onnx")
-    side = sidecar_path(candidate)
-    if not (candidate.is_file() and side.is_file()):
-        return None
-    try:
-        recorded = json.loads(side.read_text(encoding="utf-8")).get("checkpoint_sha256")
-    except (OSError, json.JSONDecodeError):
-        return None
-    return candidate if recorded == file_digest(Path(checkpoint)) else None

@@ -1,9 +1,9 @@
-"""The models of a prediction run: what each expects of its input, and the backend that runs it.
+"""The models of a prediction or evaluation run: the plan each was trained for, and the backend that runs it.
 
 A model is a checkpoint (``.safetensors``) or an ONNX file written by `cardioseg export` (with
 its sidecar). Backends:
 
-* ``torch``: the checkpoint in PyTorch at ``predict.precision`` (``auto``: bf16 autocast with
+* ``torch``: the checkpoint in PyTorch at the given precision (``auto``: bf16 autocast with
   channels_last where the CPU has bf16, else fp32);
 * ``onnx``: ONNX Runtime fp32; a checkpoint is exported on the fly into a scratch folder (a few
   seconds) unless `cardioseg export` already wrote a matching ``.onnx`` next to it;
@@ -15,81 +15,71 @@ its sidecar). Backends:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
-
-from cardioseg.config import ExportConfig, PredictConfig, PreprocessConfig
+from cardioseg.artifacts import file_digest, find_export, read_sidecar
+from cardioseg.config import ExportConfig, ModelConfig
+from cardioseg.data.preprocess import Pipeline
 from cardioseg.errors import CheckpointError
-from cardioseg.inference.engine import Predictor
-from cardioseg.inference.export import export_bundle, file_digest, find_export, read_sidecar
-from cardioseg.inference.onnx_backend import OnnxPredictor
+from cardioseg.inference.backend import Backend
+from cardioseg.inference.export import export_bundle
+from cardioseg.inference.onnx_backend import OnnxBackend, onnx_parameter_count
+from cardioseg.inference.torch_backend import TorchBackend
 from cardioseg.models.checkpoint import load_bundle
-
-
-class Backend(Protocol):
-    """Normalised images (N, H, W) -> probabilities (N, C, H, W)."""
-
-    batch_size: int
-    seconds: float
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray: ...
-
-    @property
-    def ms_per_image(self) -> float: ...
+from cardioseg.models.factory import count_parameters
+from cardioseg.plan import Plan
 
 
 @dataclass
 class Member:
-    """One model of an ensemble, with the preprocessing it was trained with."""
+    """One model of an ensemble: its backend, its plan, and the pipeline built from the plan."""
 
     source: Path
     backend_name: str
     backend: Backend
-    preprocess: PreprocessConfig
-    orientation_fix: str
-    slice_axis: int
-    classes: int
-    class_names: dict[int, str]
+    plan: Plan
+    model_cfg: ModelConfig
+    n_parameters: int
+    pipeline: Pipeline = field(init=False)
 
-    @classmethod
-    def from_header(cls, source: Path, backend_name: str, backend: Backend, header: dict[str, Any]) -> Member:
-        return cls(
-            source=source,
-            backend_name=backend_name,
-            backend=backend,
-            preprocess=PreprocessConfig.model_validate(header["preprocess"]),
-            orientation_fix=header.get("orientation_fix", "none"),
-            slice_axis=int((header.get("extra") or {}).get("slice_axis", 2)),
-            classes=int(header["model"]["classes"]),
-            class_names={int(k): v for k, v in (header.get("class_names") or {}).items()},
-        )
+    def __post_init__(self) -> None:
+        self.pipeline = Pipeline.from_plan(self.plan)
 
 
-def load_member(path: Path, cfg: PredictConfig, scratch: Path, index: int = 0) -> Member:
-    """Open one model on the backend ``cfg.backend`` asks for (see the module docstring)."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How the models of a run are executed (from ``predict.*`` or ``evaluate.*``)."""
+
+    backend: str = "auto"
+    precision: str = "auto"
+    batch_size: int = 16
+
+
+def load_member(path: Path, options: RunOptions, scratch: Path, index: int = 0) -> Member:
+    """Open one model on the backend ``options.backend`` asks for (see the module docstring)."""
     path = Path(path)
     if path.suffix == ".onnx":
-        if cfg.backend == "torch":
+        if options.backend == "torch":
             raise CheckpointError("an exported ONNX model runs on the onnx backend only; use --backend onnx or auto", path)
-        return _onnx_member(path, path, cfg)
+        return _onnx_member(path, path, options)
     if path.suffix != ".safetensors":
         raise CheckpointError("unsupported model file: expected a cardioseg checkpoint (.safetensors) "
                               "or an ONNX file from `cardioseg export` (.onnx)", path)
-    exported = find_export(path) if cfg.backend in ("auto", "onnx") else None
+    exported = find_export(path) if options.backend in ("auto", "onnx") else None
     if exported is not None:
-        return _onnx_member(path, exported, cfg)
+        return _onnx_member(path, exported, options)
     bundle = load_bundle(path)
-    if cfg.backend == "onnx":
+    if options.backend == "onnx":
         target = Path(scratch) / f"member{index}-{path.stem}.onnx"
         export_bundle(bundle, target, ExportConfig(format="onnx"), file_digest(path))
-        return _onnx_member(path, target, cfg)
-    predictor = Predictor(bundle, precision=cfg.precision, batch_size=cfg.batch_size)
-    return Member.from_header(path, "torch", predictor, bundle.header())
+        return _onnx_member(path, target, options)
+    predictor = TorchBackend(bundle, precision=options.precision, batch_size=options.batch_size)
+    return Member(path, "torch", predictor, bundle.plan, bundle.model_cfg, count_parameters(bundle.model))
 
 
-def _onnx_member(source: Path, exported: Path, cfg: PredictConfig) -> Member:
-    meta = read_sidecar(exported)
-    return Member.from_header(source, "onnx", OnnxPredictor(exported, batch_size=cfg.batch_size), meta["header"])
+def _onnx_member(source: Path, exported: Path, options: RunOptions) -> Member:
+    header = read_sidecar(exported)["header"]
+    predictor = OnnxBackend(exported, batch_size=options.batch_size)
+    return Member(source, "onnx", predictor, Plan.model_validate(header["plan"]),
+                  ModelConfig.model_validate(header["model"]), onnx_parameter_count(exported))

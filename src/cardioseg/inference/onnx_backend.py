@@ -1,4 +1,4 @@
-"""ONNX Runtime inference on CPU, with the same interface as the PyTorch ``Predictor``."""
+"""ONNX Runtime inference on CPU, with the same interface as the PyTorch ``TorchBackend``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cardioseg.data.preprocess import IDENTITY_STATS
 from cardioseg.errors import CheckpointError
-from cardioseg.inference.deployable import IDENTITY_STATS
-from cardioseg.inference.engine import BatchedPredictor
+from cardioseg.inference.backend import BatchedBackend
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -34,7 +34,19 @@ def open_session(path: Path, threads: int | None = None) -> ort.InferenceSession
         raise CheckpointError(f"ONNX Runtime cannot load this model ({str(exc)[:300]})", path) from exc
 
 
-class OnnxPredictor(BatchedPredictor):
+def onnx_parameter_count(path: Path) -> int:
+    """Number of weights stored in an ONNX file (its float initializers, the ``stats`` default excluded)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    total = 0
+    for tensor in proto.graph.initializer:
+        if tensor.name != "stats" and tensor.data_type == onnx.TensorProto.FLOAT:
+            total += int(np.prod(tensor.dims)) if len(tensor.dims) else 1
+    return total
+
+
+class OnnxBackend(BatchedBackend):
     """Normalised images (N, H, W) -> probabilities (N, C, H, W) through an exported ONNX file.
 
     Images arrive normalised exactly as for PyTorch, so the graph's own normalisation is given

@@ -16,21 +16,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cardioseg.config import PostprocessConfig, PredictConfig
+from cardioseg.artifacts import PredictionFiles
+from cardioseg.config import PredictConfig
 from cardioseg.fileio import write_with
-from cardioseg.inference.engine import to_labels
 from cardioseg.inference.inputs import InputFile
 from cardioseg.inference.pipeline import Segmenter
 from cardioseg.inference.volumes import VolumeFile
-from cardioseg.postprocess import postprocess, postprocess_labels
+from cardioseg.postprocess import finish_labels, probabilities_to_labels, to_labels
 from cardioseg.viz.overlays import overlay
-
-
-def finish_labels(raw: np.ndarray, binary: bool, cfg: PostprocessConfig, slice_axis: int) -> np.ndarray:
-    """The post-processing chain on a label map from ``to_labels`` (2D or 3D) -> uint8 labels."""
-    if binary:
-        return postprocess(raw.astype(bool), cfg, slice_axis).astype(np.uint8)
-    return postprocess_labels(raw, cfg, slice_axis).astype(np.uint8)
 
 
 def visible(labels: np.ndarray, classes: int) -> np.ndarray:
@@ -56,30 +49,30 @@ class OutputWriter:
 
     def __init__(self, out_dir: Path, cfg: PredictConfig, segmenter: Segmenter, visible_masks: bool) -> None:
         self.out_dir, self.cfg, self.segmenter, self.visible_masks = out_dir, cfg, segmenter, visible_masks
+        self.files = PredictionFiles(out_dir)
         self.rows: list[dict[str, Any]] = []
 
     def image(self, item: InputFile, image: np.ndarray, prob: np.ndarray) -> None:
         seg = self.segmenter
-        labels = finish_labels(to_labels(prob, self.cfg.postprocess.threshold), seg.binary, self.cfg.postprocess,
-                               seg.slice_axis)
-        base = self.out_dir / item.stem
-        row = {"source": str(item.path), "kind": item.kind, "mask": str(write_png(_named(base, "_mask.png"), labels))}
+        labels = probabilities_to_labels(prob, self.cfg.postprocess, seg.slice_axis)
+        files, stem = self.files, item.stem
+        row = {"source": str(item.path), "kind": item.kind, "mask": str(write_png(files.mask(stem), labels))}
         if self.visible_masks:
-            row["visible"] = str(write_png(_named(base, "_visible.png"), visible(labels, seg.classes)))
+            row["visible"] = str(write_png(files.visible(stem), visible(labels, seg.classes)))
         if self.cfg.overlays:
-            row["overlay"] = str(write_png(_named(base, "_overlay.png"), overlay(image, labels, None)))
+            row["overlay"] = str(write_png(files.overlay(stem), overlay(image, labels, None)))
         if self.cfg.probabilities:
-            row["probabilities"] = str(write_npy(_named(base, "_prob.npy"), prob[0] if seg.binary else prob))
+            row["probabilities"] = str(write_npy(files.probabilities(stem), prob[0] if seg.binary else prob))
         self.rows.append({**row, "shape": "x".join(map(str, labels.shape)),
                           "foreground_pixels": int(np.count_nonzero(labels))})
 
     def volume(self, item: InputFile, volume: VolumeFile, memory_budget: int) -> int:
         """Segment and write one volume; returns the number of planes."""
         seg, axis = self.segmenter, self.segmenter.slice_axis
-        base = self.out_dir / item.stem
+        files, stem = self.files, item.stem
         labels = np.zeros(volume.shape, np.uint8)
         prob_shape = volume.shape if seg.binary else (*volume.shape, seg.classes)
-        scratch = base.with_name(f".{base.name}_prob.partial.npy")
+        scratch = files.probability_scratch(stem)
         store = _prob_store(scratch, prob_shape) if self.cfg.probabilities else None
         try:
             for k, prob in seg.volume(volume, memory_budget, self.cfg.batch_size):
@@ -89,24 +82,20 @@ class OutputWriter:
                     store[where] = prob[0] if seg.binary else np.moveaxis(prob, 0, -1)
             labels = finish_labels(labels, seg.binary, self.cfg.postprocess, axis)
             row = {"source": str(item.path), "kind": item.kind,
-                   "mask": str(volume.write_like(_named(base, "_mask.nii.gz"), labels))}
+                   "mask": str(volume.write_like(files.mask(stem, volume=True), labels))}
             if store is not None:
                 store.flush()
-                row["probabilities"] = str(volume.write_like(_named(base, "_prob.nii.gz"), np.asarray(store)))
+                row["probabilities"] = str(volume.write_like(files.probabilities(stem, volume=True), np.asarray(store)))
         finally:
             del store
             scratch.unlink(missing_ok=True)
         if self.cfg.overlays:
             best = int(np.argmax(np.count_nonzero(np.moveaxis(labels, axis, 0).reshape(labels.shape[axis], -1), axis=1)))
             picture = overlay(volume.plane(axis, best), np.moveaxis(labels, axis, 0)[best], None)
-            row["overlay"] = str(write_png(_named(base, "_overlay.png"), picture))
+            row["overlay"] = str(write_png(files.overlay(stem), picture))
         self.rows.append({**row, "shape": "x".join(map(str, labels.shape)),
                           "foreground_pixels": int(np.count_nonzero(labels))})
         return labels.shape[axis]
-
-
-def _named(base: Path, suffix: str) -> Path:
-    return base.with_name(base.name + suffix)
 
 
 def _prob_store(path: Path, shape: tuple[int, ...]) -> np.memmap:

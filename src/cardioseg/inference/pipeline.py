@@ -1,9 +1,9 @@
-"""Raw images and volumes in, probabilities on their own grid out: preprocessing, TTA, ensembling.
+"""Raw images and volumes in, probabilities on their own grid out: the one segmenter of predict, evaluate and the app.
 
-Each model of an ensemble applies its own preprocessing (orientation, chain, size) and its
-probabilities are mapped back onto the input's grid before they are averaged, so models trained
-at different sizes or with different normalisations can be combined. They must agree on the
-number of output channels (what the classes are) and, for volumes, on the slice axis.
+Each model of an ensemble applies the pipeline of its own plan (orientation, steps, size) and
+its probabilities are mapped back onto the input's grid before they are averaged, so models
+trained at different sizes or with different normalisations can be combined. They must agree on
+the task (classes and label map) and, for volumes, on the slice axis.
 
 Test-time augmentation averages the probabilities of the image, its left-right flip and its
 up-down flip (each flipped back), computed on the network input.
@@ -11,18 +11,19 @@ up-down flip (each flipped back), computed on the network input.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from cardioseg.data.preprocess import orient, preprocess_2d, restore_probabilities
+from cardioseg.data.preprocess import ArrayPlanes, FittedPipeline
 from cardioseg.errors import ConfigError
-from cardioseg.inference.members import Backend, Member
-from cardioseg.inference.volume_prep import InMemoryPlanes, PlaneInput, StreamedPlanes
-from cardioseg.inference.volumes import VolumeFile
+from cardioseg.inference.backend import Backend
+from cardioseg.inference.members import Member
+from cardioseg.inference.volumes import Volume, VolumePlanes
+from cardioseg.plan import Plan
 
 BYTES_PER_VOXEL = 16
-"""Memory one voxel costs in the in-memory volume chain (raw, filtered and normalised copies)."""
+"""Memory one voxel costs when a volume is held in memory (raw array plus each distinct pipeline's denoised copy)."""
 
 
 def flip_tta(backend: Backend, images: np.ndarray) -> np.ndarray:
@@ -30,11 +31,6 @@ def flip_tta(backend: Backend, images: np.ndarray) -> np.ndarray:
     n = len(images)
     probs = backend.probabilities(np.concatenate([images, images[:, :, ::-1], images[:, ::-1, :]]))
     return (probs[:n] + probs[n : 2 * n][..., ::-1] + probs[2 * n :][..., ::-1, :]) / 3.0
-
-
-def orient_channels(prob: np.ndarray, fix: str) -> np.ndarray:
-    """Apply an orientation fix to the spatial axes of (C, H, W); each fix is its own inverse."""
-    return np.moveaxis(orient(np.moveaxis(prob, 0, -1), fix), -1, 0)
 
 
 class Segmenter:
@@ -45,60 +41,71 @@ class Segmenter:
             raise ConfigError("at least one model is needed")
         first = members[0]
         for member in members[1:]:
-            if member.classes != first.classes:
+            if not member.plan.same_task(first.plan):
                 raise ConfigError(
-                    f"ensemble models disagree on the output: {first.source} has {first.classes} channel(s), "
-                    f"{member.source} has {member.classes}", member.source)
-            if member.slice_axis != first.slice_axis:
+                    f"ensemble models disagree on the task: {first.source} labels "
+                    f"{first.plan.class_names} from {first.plan.label_map}, this one {member.plan.class_names} from "
+                    f"{member.plan.label_map}", member.source)
+            if member.plan.is_3d and member.plan.slice_axis != first.plan.slice_axis:
                 raise ConfigError(
-                    f"ensemble models disagree on the slice axis ({first.slice_axis} for {first.source}, "
-                    f"{member.slice_axis} here)", member.source)
+                    f"ensemble models disagree on the slice axis ({first.plan.slice_axis} for {first.source}, "
+                    f"{member.plan.slice_axis} here)", member.source)
         self.members = list(members)
         self.tta = tta
-        self.classes = first.classes
-        self.slice_axis = first.slice_axis
+        self.plan: Plan = first.plan
+        self.classes = first.plan.out_channels
 
     @property
     def binary(self) -> bool:
-        return self.classes == 1
+        return self.plan.binary
+
+    @property
+    def slice_axis(self) -> int:
+        return self.plan.slice_axis
+
+    @property
+    def network_seconds(self) -> float:
+        return sum(member.backend.seconds for member in self.members)
 
     def _run(self, member: Member, images: np.ndarray) -> np.ndarray:
         return flip_tta(member.backend, images) if self.tta else member.backend.probabilities(images)
 
     def images(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """2D images as read (H, W) -> probabilities (C, H, W) on each image's own grid and layout."""
+        """2D images as stored (H, W) -> probabilities (C, H, W) on each image's own grid and layout."""
         totals = [np.zeros((self.classes, *image.shape), np.float32) for image in images]
         for member in self.members:
-            inputs = [preprocess_2d(orient(image, member.orientation_fix), None, member.preprocess) for image in images]
-            probs = self._run(member, np.stack([x for x, _, _ in inputs]))
-            for total, prob, (_, _, geometry) in zip(totals, probs, inputs):
-                total += orient_channels(restore_probabilities(prob, geometry), member.orientation_fix)
+            pipeline = member.pipeline
+            fitted = [pipeline.fit(ArrayPlanes(pipeline.orient.apply(image))) for image in images]
+            inputs = [f.image(0) for f in fitted]
+            probs = self._run(member, np.stack([x for x, _ in inputs]))
+            for total, prob, f, (_, geometry) in zip(totals, probs, fitted, inputs):
+                total += pipeline.orient.invert(f.restore(prob, geometry))
         return [total / len(self.members) for total in totals]
 
-    def volume(self, volume: VolumeFile, memory_budget: int, batch: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+    def volume(self, volume: Volume, memory_budget: int, batch: int = 16) -> Iterator[tuple[int, np.ndarray]]:
         """(plane index, probabilities (C, plane shape)) for every plane along the slice axis, in order.
 
-        Streams the volume when the in-memory chain of every distinct preprocessing would exceed
-        ``memory_budget`` bytes; otherwise reads it once and shares the array between models.
+        Streams the volume from disk when holding it (and each distinct pipeline's denoised copy)
+        would exceed ``memory_budget`` bytes; otherwise reads it once and shares it between models.
         """
-        preps = {member.preprocess.model_dump_json() for member in self.members}
-        stream = volume.n_voxels * BYTES_PER_VOXEL * len(preps) > memory_budget
-        array = None if stream else volume.read()
-        planes: dict[str, Callable[[int], PlaneInput]] = {}
+        axis = self.slice_axis
+        keys = {member.plan.preprocess.model_dump_json() for member in self.members}
+        stream = volume.n_voxels * BYTES_PER_VOXEL * len(keys) > memory_budget
+        source = VolumePlanes(volume, axis) if stream else ArrayPlanes(volume.read(), axis)
+        fitted: dict[str, FittedPipeline] = {}
         for member in self.members:
-            key = member.preprocess.model_dump_json()
-            if key not in planes:
-                planes[key] = (StreamedPlanes(volume, member.preprocess, self.slice_axis) if array is None
-                               else InMemoryPlanes(array, member.preprocess, self.slice_axis))
-        del array
-        count = volume.shape[self.slice_axis]
+            key = member.plan.preprocess.model_dump_json()
+            if key not in fitted:
+                fitted[key] = member.pipeline.fit(source, keep=not stream)
+        count = volume.shape[axis]
         for start in range(0, count, batch):
             indices = range(start, min(count, start + batch))
             totals: list[np.ndarray] | None = None
             for member in self.members:
-                inputs = [planes[member.preprocess.model_dump_json()](k) for k in indices]
+                f = fitted[member.plan.preprocess.model_dump_json()]
+                inputs = [f.image(k) for k in indices]
                 probs = self._run(member, np.stack([x for x, _ in inputs]))
-                restored = [restore_probabilities(p, geometry) for p, (_, geometry) in zip(probs, inputs)]
+                restored = [f.restore(p, geometry) for p, (_, geometry) in zip(probs, inputs)]
                 totals = restored if totals is None else [t + r for t, r in zip(totals, restored)]
             for k, total in zip(indices, totals or []):
                 yield k, total / len(self.members)

@@ -19,11 +19,12 @@ from pathlib import Path
 import pandas as pd
 from rich.progress import Progress
 
+from cardioseg.artifacts import PredictionFiles
 from cardioseg.config import Config
 from cardioseg.errors import DataError
 from cardioseg.fileio import write_text, write_with
 from cardioseg.inference.inputs import find_inputs, read_image
-from cardioseg.inference.members import load_member
+from cardioseg.inference.members import RunOptions, load_member
 from cardioseg.inference.outputs import OutputWriter
 from cardioseg.inference.pipeline import Segmenter
 from cardioseg.inference.volumes import VolumeFile
@@ -72,7 +73,8 @@ def predict_files(
     started = time.perf_counter()
     n_planes = 0
     with tempfile.TemporaryDirectory(prefix="cardioseg-export-") as scratch:
-        members = [load_member(Path(m), cfg.predict, Path(scratch), i) for i, m in enumerate(models)]
+        options = RunOptions(cfg.predict.backend, cfg.predict.precision, cfg.predict.batch_size)
+        members = [load_member(Path(m), options, Path(scratch), i) for i, m in enumerate(models)]
         segmenter = Segmenter(members, tta=cfg.predict.tta)
         writer = OutputWriter(out_dir, cfg.predict, segmenter, visible_masks)
         images = [item for item in found if item.kind != "volume"]
@@ -90,8 +92,9 @@ def predict_files(
                 bar.advance(task)
     seconds = time.perf_counter() - started
     outputs = pd.DataFrame(writer.rows)
-    write_with(out_dir / "predictions.csv", lambda tmp: outputs.to_csv(tmp, index=False))
-    write_text(out_dir / "config.yaml", cfg.to_yaml())
-    network_ms = 1000.0 * sum(m.backend.seconds for m in members) / max(1, n_planes)
+    files = PredictionFiles(out_dir)
+    write_with(files.table, lambda tmp: outputs.to_csv(tmp, index=False))
+    write_text(files.config, cfg.to_yaml())
+    network_ms = 1000.0 * segmenter.network_seconds / max(1, n_planes)
     return PredictResult(out_dir, outputs, [f"{m.source}: {m.backend_name}" for m in members], n_planes,
                          seconds, network_ms, skipped)

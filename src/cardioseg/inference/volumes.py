@@ -13,6 +13,7 @@ import gzip
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import nibabel as nib
 import numpy as np
@@ -24,6 +25,57 @@ from cardioseg.fileio import atomic_path
 
 ITK_SUFFIXES = (".mhd", ".mha", ".nrrd", ".nhdr")
 VOLUME_SUFFIXES = (*NIFTI_SUFFIXES, *ITK_SUFFIXES)
+
+
+class Volume(Protocol):
+    """A 3D array (i, j, k) that can be read whole or one plane at a time."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def n_voxels(self) -> int: ...
+
+    def read(self) -> np.ndarray: ...
+
+    def plane(self, axis: int, index: int) -> np.ndarray: ...
+
+
+class ArrayVolume:
+    """A volume already in memory (a prepared dataset's original), with ``VolumeFile``'s reading interface."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        if array.ndim != 3:
+            raise DataError(f"expected a 3D volume, got shape {array.shape}")
+        self.array = array
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.array.shape  # type: ignore[return-value]
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.array.size)
+
+    def read(self) -> np.ndarray:
+        return self.array
+
+    def plane(self, axis: int, index: int) -> np.ndarray:
+        return np.moveaxis(self.array, axis, 0)[index]
+
+
+class VolumePlanes:
+    """A volume's planes along ``axis`` as a plane source for the pipeline, read one at a time."""
+
+    def __init__(self, volume: Volume, axis: int) -> None:
+        self.volume, self.axis = volume, axis
+
+    @property
+    def count(self) -> int:
+        return self.volume.shape[self.axis]
+
+    def plane(self, index: int) -> np.ndarray:
+        return self.volume.plane(self.axis, index).astype(np.float32)
 
 
 class VolumeFile:

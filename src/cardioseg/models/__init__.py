@@ -1,1 +1,1 @@
-"""Models: one registry of factories (see ``registry``)."""
+"""Models: the explicit table of factories (``registry.MODELS``) and ``factory.build_model``."""

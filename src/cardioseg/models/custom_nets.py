@@ -37,7 +37,6 @@ from cardioseg.models.blocks import (
     SPConvDoubleConv,
     SqueezeExcitation,
 )
-from cardioseg.models.registry import register_model
 from cardioseg.models.unet import EncoderFactory, UNet, pooled, stage_widths
 
 
@@ -48,7 +47,6 @@ def _residual_encoder(activation: Activation) -> EncoderFactory:
     return make
 
 
-@register_model("resunet", description="ResUNet: residual blocks in encoder and decoder, 64..1024 (33.1M params)")
 def resunet(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5) -> nn.Module:
     """ResUNet (Zhang et al. 2018, "Road extraction by deep residual U-Net"): U-Net whose stages are
     residual blocks with 1x1 projection shortcuts; the encoder down-samples with stride-2 residual
@@ -66,10 +64,6 @@ def resunet(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: in
     )
 
 
-@register_model(
-    "resunet_improved",
-    description="ResUNet + Inception bottleneck + attention gates + SE + LeakyReLU, widths 64..1024 (37.0M params)",
-)
 def resunet_improved(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5) -> nn.Module:
     """Improved ResUNet for echocardiography: ``resunet`` plus
       * an Inception module (1x1, 3x3, 5x5 and pooling branches for multi-scale context) added
@@ -98,9 +92,6 @@ def resunet_improved(in_channels: int = 1, classes: int = 1, *, base: int = 64, 
     )
 
 
-@register_model(
-    "ct_unet_doubleconv", description="CT study variant 1 (and 2 with offline augmentation): DoubleConv U-Net 32..512"
-)
 def ct_unet_doubleconv(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
     """CT study variant 1: DoubleConv U-Net, max-pool down, transposed-conv up, BatchNorm + ReLU.
     Variant 2 is this network trained with 10x offline augmentation (see module docstring).
@@ -110,7 +101,6 @@ def ct_unet_doubleconv(in_channels: int = 1, classes: int = 1, *, base: int = 32
     return UNet(in_channels, classes, stage_widths(base, depth), upsampling="transpose")
 
 
-@register_model("ct_unet_spconv", description="CT study variant 3: U-Net with SPConv instead of 3x3 convolutions")
 def ct_unet_spconv(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
     """CT study variant 3: variant 1 with every 3x3 convolution replaced by SPConv (Zhang et al. 2020),
     except the very first, which sees the raw image and has too few channels to split. In the
@@ -131,7 +121,6 @@ def ct_unet_spconv(in_channels: int = 1, classes: int = 1, *, base: int = 32, de
     return UNet(in_channels, classes, widths, encoder=encoder, decoder=SPConvDoubleConv, upsampling="transpose")
 
 
-@register_model("ct_unet_ra", description="CT study variant 4: DoubleConv U-Net with residual-attention skips")
 def ct_unet_ra(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
     """CT study variant 4: variant 1 with a residual-attention (RA) block on every skip connection:
     the skip is refined by a ResBlock and scaled by ``1 + alpha`` from an attention gate driven by
@@ -144,7 +133,6 @@ def ct_unet_ra(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth:
     )
 
 
-@register_model("ct_unet_mfe_cie", description="CT study variant 5: DoubleConv+MFE+CIE encoder, RA skips")
 def ct_unet_mfe_cie(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
     """CT study variant 5: every encoder level (bottleneck included) is a ConvModule, DoubleConv
     followed by an MFE block (multi-scale features) and a CIE block (dilated context, rates 2/6/10);

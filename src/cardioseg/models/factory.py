@@ -9,6 +9,7 @@ from cardioseg.models.registry import get_model_entry
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
+    """The network of ``cfg``; only factories that use an encoder are given ``encoder``/``encoder_weights``."""
     entry = get_model_entry(cfg.arch)
     kwargs = dict(cfg.options)
     if entry.uses_encoder:

@@ -1,13 +1,15 @@
 """The architectures of the echo study, from segmentation_models_pytorch.
 
-Every smp decoder is registered under its own name; the encoder is a separate choice
-(``ModelConfig.encoder``). Weights are never downloaded unless asked for: ``None`` (random
-initialisation, the default), ``"imagenet"`` (smp's download, which needs a network), or a local
-weights file for the encoder (``.safetensors`` or a weights-only ``.pt``/``.pth``).
+``smp_factory`` makes the factory of one smp decoder; the registry lists each decoder under its
+own name. The encoder is a separate choice (``ModelConfig.encoder``). Weights are never
+downloaded unless asked for: ``None`` (random initialisation, the default), ``"imagenet"`` (smp's
+download, which needs a network), or a local weights file for the encoder (``.safetensors`` or a
+weights-only ``.pt``/``.pth``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -15,19 +17,6 @@ import torch
 from torch import nn
 
 from cardioseg.errors import CheckpointError, ConfigError
-from cardioseg.models.registry import register_model
-
-SMP_ARCHITECTURES: dict[str, str] = {
-    "unet": "Unet",
-    "unetplusplus": "UnetPlusPlus",
-    "manet": "MAnet",
-    "linknet": "Linknet",
-    "fpn": "FPN",
-    "pspnet": "PSPNet",
-    "pan": "PAN",
-    "deeplabv3": "DeepLabV3",
-    "deeplabv3plus": "DeepLabV3Plus",
-}
 
 STUDY_ENCODERS: tuple[str, ...] = (
     "resnet18", "resnet34", "resnet50", "resnet101",
@@ -119,13 +108,12 @@ def load_encoder_weights(encoder: nn.Module, path: Path, state: dict[str, torch.
     encoder.load_state_dict(state, strict=True)
 
 
-def _register(name: str, smp_arch: str) -> None:
+def smp_factory(smp_arch: str) -> Callable[..., nn.Module]:
+    """The registry's factory for one smp decoder (``"Unet"``, ``"PSPNet"``, ...): ``build_smp_model`` bound to it."""
+
     def factory(in_channels: int = 1, classes: int = 1, **options: object) -> nn.Module:
         return build_smp_model(smp_arch, in_channels, classes, **options)
 
-    factory.__name__ = f"smp_{name}"
-    register_model(name, uses_encoder=True, description=f"segmentation_models_pytorch {smp_arch}")(factory)
-
-
-for _name, _smp_arch in SMP_ARCHITECTURES.items():
-    _register(_name, _smp_arch)
+    factory.__name__ = f"smp_{smp_arch.lower()}"
+    factory.__qualname__ = factory.__name__
+    return factory

@@ -18,7 +18,6 @@ from torch import nn
 
 from cardioseg.errors import ConfigError
 from cardioseg.models.blocks import DoubleConv
-from cardioseg.models.registry import register_model
 
 Upsampling = Literal["bilinear", "transpose"]
 BlockFactory = Callable[[int, int], nn.Module]
@@ -105,7 +104,6 @@ class UNet(nn.Module):
         return self.head(x)[..., :height, :width]
 
 
-@register_model("plain_unet", description="U-Net baseline, widths 32/64/128/256, bilinear upsampling (1.95M params)")
 def plain_unet(
     in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 4, upsampling: Upsampling = "bilinear"
 ) -> nn.Module:
@@ -123,7 +121,6 @@ def plain_unet(
     return UNet(in_channels, classes, stage_widths(base, depth), upsampling=upsampling)
 
 
-@register_model("plain_unet_512", description="U-Net, widths 32 to 512, transposed-conv upsampling (7.76M params)")
 def plain_unet_512(in_channels: int = 1, classes: int = 1, *, base: int = 32) -> nn.Module:
     """The classic U-Net layout at half width: five levels 32..512, four down-samplings, 2x2
     transposed-conv upsampling, DoubleConv stages with BatchNorm + ReLU. Option: ``base`` (32).

@@ -97,7 +97,6 @@ def validate_sweep(cfg: Config) -> list[GridPoint]:
     from cardioseg.data.prepared import PreparedDataset
     from cardioseg.models.registry import get_model_entry
     from cardioseg.training.losses import build_loss
-    from cardioseg.training.run import classes_for
 
     sweep = cfg.sweep
     for name in ("architectures", "encoders", "encoder_weights", "augmentations", "seeds"):
@@ -121,7 +120,7 @@ def validate_sweep(cfg: Config) -> list[GridPoint]:
     prepared = PreparedDataset(cfg.data.prepared)
     if cfg.evaluate.split != "all" and not len(prepared.indices(cfg.evaluate.split)):
         raise ConfigError(f"evaluate.split {cfg.evaluate.split!r} is empty in {prepared.root}: no held-out images to score")
-    binary = classes_for(prepared) == 1
+    binary = prepared.plan.binary
     for loss in sweep.losses or [cfg.train.loss]:
         build_loss(cfg.train.model_copy(update={"loss": loss}), binary)
     _check_input_size({(p.arch, p.encoder) for p in points}, cfg.model, prepared.preprocess.size)

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cardioseg.artifacts import CONFIG_FILE
 from cardioseg.config import Config
 from cardioseg.errors import ConfigError
 from cardioseg.fileio import write_json, write_text
 from cardioseg.sweep.backends import run_points
 from cardioseg.sweep.grid import GridPoint, extra_seeds, validate_sweep, with_seeds
-from cardioseg.sweep.report import write_report
 from cardioseg.sweep.trial import is_finished, read_record, run_dir_for
+from cardioseg.sweep.writeup import write_report
 
 SETTINGS_FILE = "shared_settings.json"
 # Per-run choices (set from the grid) and settings that change speed, not results.
@@ -131,7 +132,7 @@ def run_sweep(cfg: Config, on_record: OnRecord | None = None) -> SweepResult:
     out_dir = cfg.sweep.out_dir
     with sweep_lock(out_dir):
         check_settings(out_dir, shared_settings(cfg))
-        write_text(out_dir / "config.yaml", cfg.to_yaml())
+        write_text(out_dir / CONFIG_FILE, cfg.to_yaml())
         ran, skipped = _run(cfg, points, on_record)
         if cfg.sweep.extra_seeds_for_best:
             best = best_points(points, out_dir, cfg.sweep.extra_seeds_for_best)

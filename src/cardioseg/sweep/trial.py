@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from cardioseg.artifacts import RunFiles
 from cardioseg.config import Config
 from cardioseg.evaluation.evaluate import EvaluationResult, evaluate_model
 from cardioseg.fileio import write_json
@@ -103,7 +104,7 @@ def results(trained: TrainResult, evaluation: EvaluationResult) -> dict[str, Any
 
 def logged_train_seconds(run_dir: Path) -> float | None:
     """Training time summed over every resume (Lightning's Timer is restored from checkpoints)."""
-    log = run_dir / "logs" / "metrics.csv"
+    log = RunFiles(run_dir).metrics
     if not log.is_file():
         return None
     frame = pd.read_csv(log)

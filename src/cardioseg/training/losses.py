@@ -1,4 +1,8 @@
-"""Segmentation losses; binary tasks use one logit channel, multi-class tasks K+1 channels."""
+"""Segmentation losses; binary tasks use one logit channel, multi-class tasks K+1 channels.
+
+Pixels labelled ``IGNORE_LABEL`` (their class is unknown: background, or a structure that was not
+drawn on that image) count in no loss term.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,16 @@ from torch import nn
 
 from cardioseg.config import TrainConfig
 from cardioseg.errors import ConfigError
+from cardioseg.plan import IGNORE_LABEL
+
+
+class MaskedBCE(nn.Module):
+    """Binary cross-entropy over the pixels whose label is known."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        known = target != IGNORE_LABEL
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, target.clamp(0, 1), reduction="none")
+        return (loss * known).sum() / known.sum().clamp(min=1)
 
 
 class WeightedSum(nn.Module):
@@ -23,8 +37,8 @@ class WeightedSum(nn.Module):
 
 def build_loss(cfg: TrainConfig, binary: bool) -> nn.Module:
     mode = "binary" if binary else "multiclass"
-    dice = DiceLoss(mode=mode, from_logits=True)
-    pixel: nn.Module = nn.BCEWithLogitsLoss() if binary else nn.CrossEntropyLoss()
+    dice = DiceLoss(mode=mode, from_logits=True, ignore_index=IGNORE_LABEL)
+    pixel: nn.Module = MaskedBCE() if binary else nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL)
     if cfg.loss == "bce":
         if not binary:
             raise ConfigError("loss bce is for binary tasks; use dice_ce for several classes")
@@ -36,5 +50,5 @@ def build_loss(cfg: TrainConfig, binary: bool) -> nn.Module:
             raise ConfigError(f"loss {cfg.loss} does not fit a {'binary' if binary else 'multi-class'} task")
         return WeightedSum(dice, pixel, cfg.dice_weight)
     if cfg.loss == "focal":
-        return FocalLoss(mode=mode)
+        return FocalLoss(mode=mode, ignore_index=IGNORE_LABEL)
     raise ConfigError(f"unknown loss {cfg.loss!r}")

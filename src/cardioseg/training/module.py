@@ -10,19 +10,20 @@ from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from cardioseg.config import ModelConfig, TrainConfig
+from cardioseg.plan import IGNORE_LABEL
 from cardioseg.training.batchnorm import recalibrate_batchnorm
 from cardioseg.training.losses import build_loss
 
 
 def batch_dice(logits: torch.Tensor, target: torch.Tensor, binary: bool) -> torch.Tensor:
-    """Per-sample Dice at network resolution (foreground classes averaged); both empty -> 1."""
+    """Per-sample Dice at network resolution over the known pixels (foreground classes averaged); both empty -> 1."""
     if binary:
-        pred = logits[:, 0] > 0
-        ref = target[:, 0] > 0.5
-        classes = [(pred, ref)]
+        known = target[:, 0] != IGNORE_LABEL
+        classes = [((logits[:, 0] > 0) & known, (target[:, 0] == 1) & known)]
     else:
+        known = target != IGNORE_LABEL
         labels = logits.argmax(1)
-        classes = [(labels == c, target == c) for c in range(1, logits.shape[1])]
+        classes = [((labels == c) & known, target == c) for c in range(1, logits.shape[1])]
     scores = []
     for pred, ref in classes:
         inter = (pred & ref).flatten(1).sum(1).float()

@@ -13,19 +13,19 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
 from lightning.pytorch.loggers import CSVLogger
 
-from cardioseg.config import Config, parse_duration
+from cardioseg.artifacts import RunFiles
+from cardioseg.config import Config, PreprocessConfig, parse_duration
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.errors import CheckpointError
+from cardioseg.errors import CheckpointError, ConfigError
 from cardioseg.fileio import write_text
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
 from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
+from cardioseg.runtime import resolve_precision, set_threads
 from cardioseg.training.batchnorm import set_batchnorm_momentum, slow_batchnorm_layers
 from cardioseg.training.callbacks import AtomicCheckpointIO, WarmupCosine
 from cardioseg.training.datamodule import SegmentationData
 from cardioseg.training.module import SegmentationModule
-
-MODEL_FILE = "model.safetensors"
 
 
 @dataclass
@@ -39,25 +39,25 @@ class TrainResult:
     steps: int = 0
 
 
-def cpu_supports_bf16() -> bool:
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def training_config(cfg: Config, prepared: PreparedDataset) -> Config:
+    """``cfg`` with the prepared dataset's plan applied: the network's channels, its preprocessing.
 
-
-def resolve_precision(choice: str) -> str:
-    """bf16 autocast where the hardware has it (CPU AVX512-BF16/AMX, or a GPU), else fp32."""
-    if choice == "32":
-        return "32-true"
-    if choice == "bf16":
-        return "bf16-mixed"
-    if torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_supports_bf16() else "32-true"
-
-
-def classes_for(prepared: PreparedDataset) -> int:
-    """1 output channel for one foreground class (sigmoid), else K+1 (softmax)."""
-    n_foreground = len([c for c in prepared.class_ids if c != 0])
-    return 1 if n_foreground <= 1 else n_foreground + 1
+    The plan was fixed by `prepare`; preprocessing settings that differ from it (``--set
+    preprocess.size=...`` at train time) would be silently ignored, so they are refused.
+    """
+    plan = prepared.plan
+    if cfg.preprocess != PreprocessConfig() and cfg.preprocess != plan.preprocess:
+        changed = sorted(k for k, v in cfg.preprocess.model_dump().items() if v != plan.preprocess.model_dump()[k])
+        raise ConfigError(
+            f"preprocess.{', preprocess.'.join(changed)} differ(s) from the plan of {prepared.root} "
+            "(`cardioseg plan show` prints it); the preprocessing is fixed when the data is prepared: "
+            "run `cardioseg prepare` again with these settings, or drop them"
+        )
+    cfg = cfg.model_copy(deep=True)
+    cfg.model.classes = plan.out_channels
+    cfg.model.in_channels = plan.in_channels
+    cfg.preprocess = plan.preprocess
+    return cfg
 
 
 def _quiet_lightning() -> None:
@@ -73,22 +73,19 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     """Train, or resume the run in ``cfg.train.run_dir`` if it was interrupted."""
     _quiet_lightning()
     tc = cfg.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    set_threads(tc.threads)
     get_model_entry(cfg.model.arch)  # an unknown name fails before anything is written
     prepared = PreparedDataset(cfg.data.prepared)
-    cfg = cfg.model_copy(deep=True)
-    cfg.model.classes = classes_for(prepared)
-    cfg.preprocess = prepared.preprocess
-    run_dir = Path(tc.run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    cfg = training_config(cfg, prepared)
+    files = RunFiles(Path(tc.run_dir))
+    run_dir, ckpt_dir = files.root, files.checkpoints
     run_dir.mkdir(parents=True, exist_ok=True)
     for stale in ckpt_dir.glob(".*.tmp"):  # left by a kill during a checkpoint write; the target is intact
         stale.unlink()
-    write_text(run_dir / "config.yaml", cfg.to_yaml())
+    write_text(files.config, cfg.to_yaml())
 
     L.seed_everything(tc.seed, workers=True, verbose=False)
-    binary = cfg.model.classes == 1
+    binary = prepared.plan.binary
     data = SegmentationData(cfg, prepared, binary)
     world = tc.devices * tc.num_nodes
     model = build_model(cfg.model)
@@ -103,9 +100,9 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     budget_s = parse_duration(tc.time_budget) if tc.time_budget else None
     steps_per_epoch = data.steps_per_epoch(world)
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_dice", mode="max", save_top_k=1,
+        ModelCheckpoint(dirpath=ckpt_dir, filename=files.best_checkpoint.stem, monitor="val_dice", mode="max", save_top_k=1,
                         enable_version_counter=False),
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=tc.checkpoint_every_n_steps,
+        ModelCheckpoint(dirpath=ckpt_dir, filename=files.last_checkpoint.stem, every_n_train_steps=tc.checkpoint_every_n_steps,
                         save_top_k=1, monitor=None, enable_version_counter=False, save_on_train_epoch_end=True),
         Timer(duration=budget_s and {"seconds": budget_s}, interval="step"),
     ]
@@ -127,7 +124,7 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
         precision=precision,
         deterministic=tc.deterministic,
         callbacks=callbacks,
-        logger=CSVLogger(run_dir, name="", version="logs"),
+        logger=CSVLogger(run_dir, name="", version=files.logs.name),
         plugins=[AtomicCheckpointIO()],
         check_val_every_n_epoch=tc.val_every_n_epochs,
         enable_progress_bar=progress,
@@ -135,15 +132,15 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
         log_every_n_steps=max(1, min(20, steps_per_epoch)),
         num_sanity_val_steps=0,
     )
-    last = ckpt_dir / "last.ckpt"
+    last = files.last_checkpoint
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     elapsed = time.perf_counter() - started
     if not trainer.is_global_zero:
-        return TrainResult(run_dir, run_dir / MODEL_FILE, None, trainer.current_epoch, elapsed, precision,
+        return TrainResult(run_dir, files.model, None, trainer.current_epoch, elapsed, precision,
                            trainer.global_step)
 
-    best_path = ckpt_dir / "best.ckpt"
+    best_path = files.best_checkpoint
     best_score = callbacks[0].best_model_score
     if best_path.is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -153,17 +150,13 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     bundle = ModelBundle(
         model=module.model.to(memory_format=torch.contiguous_format).float().eval(),
         model_cfg=cfg.model,
-        preprocess=cfg.preprocess,
-        orientation_fix=prepared.info["orientation_fix"],
-        labels={int(k): v for k, v in prepared.info["labels"].items()} if prepared.info.get("labels") else None,
-        class_names=prepared.class_names,
-        extra={"prepared": str(prepared.root), "best_val_dice": float(best_score) if best_score is not None else None,
-               "layout": prepared.info["layout"], "slice_axis": prepared.info["slice_axis"]},
+        plan=prepared.plan,
+        extra={"prepared": str(prepared.root), "best_val_dice": float(best_score) if best_score is not None else None},
     )
-    model_path = save_bundle(bundle, run_dir / MODEL_FILE)
+    model_path = save_bundle(bundle, files.model)
     from cardioseg.viz.plots import plot_training_curves
 
-    plot_training_curves(run_dir / "logs" / "metrics.csv", run_dir / "training_curves.png")
+    plot_training_curves(files.metrics, files.curves)
     return TrainResult(run_dir, model_path, float(best_score) if best_score is not None else None,
                        trainer.current_epoch, elapsed, precision, trainer.global_step)
 

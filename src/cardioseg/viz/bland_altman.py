@@ -6,28 +6,35 @@ reference, not by Dice; each column of the figure is one measurement (EDV, ESV, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cardioseg.clinical.volumes import agreement_stats
 from cardioseg.viz.plots import save_figure
 
 PRED_COLOUR = "#d98c00"  # the amber of the predicted contours
 LABEL_POINTS_UP_TO = 12  # name each point (patient or case) when there are this few
 _POWERS = {3: "10³", 6: "10⁶", 9: "10⁹"}
+SCALED = ("bias", "sd_diff", "loa_lower", "loa_upper", "mae")  # statistics in the unit of the values
 
 
 @dataclass(frozen=True)
 class Paired:
-    """One measurement over cases: predicted and reference values in ``unit``, with point names."""
+    """One measurement over cases: predicted and reference values in ``unit``, with point names.
+
+    ``stats`` are the pairs' agreement statistics in ``unit`` (``cardioseg.clinical.agreement_stats``:
+    n, pearson_r, bias, sd_diff, loa_lower, loa_upper, mae), computed by the caller so that the
+    figure shows exactly the numbers of the tables.
+    """
 
     name: str
     unit: str
     pred: np.ndarray
     ref: np.ndarray
+    stats: Mapping[str, float]
     names: list[str] = field(default_factory=list)
     ref_label: str = "reference"
     pred_label: str = "predicted"
@@ -52,7 +59,7 @@ def _draw(ax_corr: plt.Axes, ax_ba: plt.Axes, panel: Paired) -> None:
     pred, ref = pred[keep], ref[keep]
     scale, unit = _display_scale(np.concatenate([pred, ref]), panel.unit)
     pred, ref = pred / scale, ref / scale
-    stats = agreement_stats(pred, ref)
+    stats = {key: value / scale if key in SCALED else value for key, value in panel.stats.items()}
     if stats["n"] == 0:
         for ax in (ax_corr, ax_ba):
             ax.text(0.5, 0.5, f"{panel.name}: no complete pair", ha="center", va="center", transform=ax.transAxes)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from cardioseg.viz.overlays import PRED_COLOUR, REF_COLOUR, draw_contours
+from cardioseg.viz.overlays import PRED_COLOUR, REF_COLOUR, classes_in, draw_contours
 
 DISPLAY_HEIGHT = 384
 BANNER = 46
@@ -45,7 +45,7 @@ def overlay_frame(
         if labels is None:
             continue
         big = cv2.resize(np.asarray(labels, np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        for class_id in np.unique(big[big > 0]):
+        for class_id in classes_in(big):
             rgb = draw_contours(rgb, big == class_id, colour, thickness=1)
     return with_banner(rgb, caption, legend=pred is not None or ref is not None)
 

@@ -11,7 +11,8 @@ a region when its centre lies inside the polygon or on its edge (skimage.draw.po
 square with corners (10.5, 10.5) and (20.5, 20.5) fills exactly the 100 pixels 11..20 x 11..20.
 Labels: 1 = LV blood pool (inside the i-contour), 2 = myocardium (inside the o-contour, outside
 the i-contour). Slices without a usable o-contour have no myocardium drawn: for them label 0
-means "background or unannotated myocardium", recorded as ``meta['myocardium_annotated'] = False``.
+means "background or unannotated myocardium", recorded as ``meta['unannotated_labels'] = [2]``:
+prepare marks those pixels as unknown, the loss and the myocardium metrics leave them out.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def load(ref: CaseRef, cfg: DataConfig) -> Case:
     if outer is not None:
         label[outer] = MYOCARDIUM
     label[inner] = BLOOD_POOL
-    extra: dict[str, Any] = {"myocardium_annotated": outer is not None}
+    extra: dict[str, Any] = {"unannotated_labels": [] if outer is not None else [MYOCARDIUM]}
     if "SliceLocation" in header:
         extra["slice_location"] = float(header.SliceLocation)
     return case_from_ref(ref, image, label, spacing, **extra)

@@ -1,4 +1,8 @@
-"""`cardioseg inspect`: what is in a prepared dataset, and a grid of overlays to eyeball it."""
+"""`cardioseg inspect`: what is in a prepared dataset, and a grid of overlays to eyeball it.
+
+Label value ``IGNORE_LABEL`` (255: class unknown, e.g. a Sunnybrook slice without a myocardium
+contour) is counted apart, as "unknown": it is neither foreground nor a class.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.plan import IGNORE_LABEL
 from cardioseg.viz.overlays import label_overlay
 from cardioseg.viz.plots import save_figure
+
+
+def _foreground(labels: np.ndarray) -> np.ndarray:
+    return (labels > 0) & (labels != IGNORE_LABEL)
 
 
 def _grid(prepared: PreparedDataset, out: Path, n: int = 12, seed: int = 0) -> Path:
     """Overlays of samples that have foreground (network-resolution arrays), spread over splits."""
     labels = prepared.labels
-    has_fg = np.flatnonzero(labels.reshape(len(labels), -1).max(1) > 0)
+    has_fg = np.flatnonzero(_foreground(labels.reshape(len(labels), -1)).any(1))
     pool = has_fg if len(has_fg) else np.arange(len(labels))
     picks = np.sort(np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False))
     cols = 4
@@ -33,24 +42,26 @@ def _grid(prepared: PreparedDataset, out: Path, n: int = 12, seed: int = 0) -> P
 
 
 def inspect_dataset(root: Path, out: Path | None = None) -> dict[str, Any]:
+    """Counts per split, original sizes, spacings and label fractions, and the overlay grid (default
+    ``PreparedFiles.inspect_overlays``)."""
     prepared = PreparedDataset(root)
     manifest = prepared.manifest
     labels = prepared.labels
     splits = []
     for split in ("train", "val", "test"):
         rows = prepared.indices(split)
-        fg = float((labels[rows] > 0).mean() * 100) if len(rows) else 0.0
+        fg = float(_foreground(labels[rows]).mean() * 100) if len(rows) else 0.0
         splits.append({"split": split, "patients": int(manifest.loc[rows, "patient_id"].nunique()),
                        "samples": len(rows), "foreground_pct": fg})
     counts = np.bincount(np.asarray(labels).ravel(), minlength=max(prepared.class_ids) + 1)
-    names = prepared.class_names
+    names = {**prepared.class_names, IGNORE_LABEL: f"unknown ({IGNORE_LABEL})"}
     sizes = manifest.groupby(["orig_h", "orig_w"]).size()
     spacing = manifest["spacing"].replace("", "unknown (pixel units)").value_counts()
     return {
-        "layout": prepared.info["layout"],
+        "layout": prepared.plan.layout,
         "splits": splits,
         "original_sizes": {f"{h}x{w}": int(n) for (h, w), n in sizes.items()},
         "spacing": {str(k): int(v) for k, v in spacing.head(5).items()},
         "label_fractions": {names.get(i, str(i)): f"{100 * c / counts.sum():.2f}%" for i, c in enumerate(counts) if c},
-        "grid": _grid(prepared, out or prepared.root / "inspect_overlays.png"),
+        "grid": _grid(prepared, out or prepared.files.inspect_overlays),
     }

@@ -131,7 +131,7 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
 <section id="training">
   <h2>Training</h2>
   {% if training_figure %}<figure><img src="{{ training_figure.src }}" alt="{{ training_figure.alt }}"><figcaption>{{ training_figure.caption }}</figcaption></figure>
-  {% else %}<p class="muted">No training curves found (the training run folder is not known or holds no training_curves.png).</p>{% endif %}
+  {% else %}<p class="muted">{{ training_missing }}</p>{% endif %}
   {% if config_text %}<details><summary>Configuration</summary><pre>{{ config_text }}</pre></details>{% endif %}
 </section>
 </main>

@@ -18,6 +18,7 @@ from PIL import Image
 from cardioseg.app.sessions import Session
 from cardioseg.data.preprocess import orient
 from cardioseg.data.readers.base import NIFTI_SUFFIXES, RASTER_SUFFIXES, strip_suffix
+from cardioseg.plan import oriented_spacing
 
 
 def download_stem(session: Session) -> str:
@@ -46,9 +47,7 @@ def nifti_bytes(session: Session) -> bytes:
         session.scan.volume.write_like(target, final)
         return _read_and_remove(target)
     plane = orient(final[..., 0], session.scan.orientation_fix)
-    spacing = session.scan.spacing
-    if spacing is not None and session.scan.orientation_fix == "transpose":
-        spacing = (spacing[1], spacing[0], spacing[2])
+    spacing = oriented_spacing(session.scan.spacing, session.scan.orientation_fix)  # back to the file's axes
     image = nib.Nifti1Image(plane, np.diag([*(spacing or (1.0, 1.0, 1.0)), 1.0]))
     return gzip.compress(image.to_bytes(), mtime=0)
 

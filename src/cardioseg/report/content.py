@@ -1,7 +1,7 @@
 """What each section of the report holds, built from an evaluation (and its run) for the template.
 
-Media made here are also kept in the evaluation folder (``metric_distributions.png``,
-``videos/``, ``volume3d_<case>.html``), so they can be used outside the report.
+Media made here are also kept in the evaluation folder (``EvaluationFiles.metric_distributions``,
+``.videos``, ``.volume3d``), so they can be used outside the report.
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cardioseg.clinical.echo import echo_frames
-from cardioseg.clinical.report import EF_CSV, VOLUMES_CSV, clinical_outputs
+from cardioseg.artifacts import EvaluationFiles, RunFiles
 from cardioseg.config import Config
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.viz import report_tables as tables
+from cardioseg.evaluation.clinical_outputs import clinical_outputs, echo_views
+from cardioseg.report import tables
+from cardioseg.report.inputs import Evaluation, Sources
+from cardioseg.report.videos import echo_video, images_video, volume_video
 from cardioseg.viz.cases import representative_slice
 from cardioseg.viz.distributions import plot_metric_distributions
 from cardioseg.viz.frames import grey_levels, overlay_frame
-from cardioseg.viz.report_inputs import Evaluation, Sources
 from cardioseg.viz.slices import display_spacing, volume_slice
-from cardioseg.viz.video import Video, echo_video, images_video, volume_video, write_video
+from cardioseg.viz.video import Video, write_video
 from cardioseg.viz.volume3d import volume_figure, write_volume_html
 
 NAV = (("overview", "Overview"), ("metrics", "Metrics"), ("clinical", "Clinical"), ("cases", "Cases"),
@@ -57,19 +58,22 @@ class ClinicalBlock:
 
 
 def report_context(sources: Sources, evaluation: Evaluation | None, cfg: Config) -> dict[str, Any]:
-    """Every variable of the template (``report_html.TEMPLATE``)."""
+    """Every variable of the template (``report.template.TEMPLATE``)."""
+    curves = RunFiles(sources.run).curves if sources.run else None
     context: dict[str, Any] = {
         "nav": NAV, "title": "cardioseg report", "subtitle": f"generated {_now()}", "key_figures": [],
         "facts": _run_facts(sources), "notes": [], "metrics": None, "distance_unit": "px", "distribution_figures": [],
         "clinical_blocks": [], "case_figures": [], "videos": [], "view3d": None, "plotly_js": "",
         "view3d_missing": "No 3D view: there is no evaluation.", "per_case": None,
-        "training_figure": _png(sources.run / "training_curves.png", "training curves", "Loss and validation Dice per epoch")
-        if sources.run else None,
+        "training_figure": _png(curves, "training curves", "Loss and validation Dice per epoch"),
+        "training_missing": f"No training curves found: {curves} does not exist." if curves
+        else "No training curves found: the training run folder is not known.",
         "config_text": _config_text(sources),
     }
     if evaluation is None:
-        context["notes"].append("no evaluation found for this run: run `cardioseg evaluate -m RUN/model.safetensors "
-                                "-d DATA`, then the report again")
+        model = RunFiles(sources.run).model if sources.run else "MODEL"
+        context["notes"].append(f"no evaluation found for this run: run `cardioseg evaluate -m {model} -d DATA`, "
+                                "then the report again")
         return context
     context["notes"] += evaluation.notes
     context["facts"] = _evaluation_facts(evaluation) + context["facts"]
@@ -78,7 +82,7 @@ def report_context(sources: Sources, evaluation: Evaluation | None, cfg: Config)
 
 
 def _evaluation_sections(ev: Evaluation, cfg: Config, notes: list[str]) -> dict[str, Any]:
-    summary, unit = ev.summary, ev.summary.get("distance_unit", "px")
+    summary, unit, files = ev.summary, ev.summary.get("distance_unit", "px"), EvaluationFiles(ev.folder)
     scores = _case_scores(ev.per_case, ev.predictions)
     clinical = _clinical(ev, notes)
     out: dict[str, Any] = {
@@ -90,16 +94,16 @@ def _evaluation_sections(ev: Evaluation, cfg: Config, notes: list[str]) -> dict[
         "distance_unit": unit,
         "metrics": tables.metrics_table(summary["metrics"], unit) if summary.get("metrics") else None,
         "per_case": tables.per_case_table(ev.per_case, unit) if not ev.per_case.empty else None,
-        "clinical_blocks": _clinical_blocks(ev.folder, clinical),
+        "clinical_blocks": _clinical_blocks(files, clinical),
     }
-    distributions = plot_metric_distributions(ev.per_case, ev.folder / "metric_distributions.png", unit) \
+    distributions = plot_metric_distributions(ev.per_case, files.metric_distributions, unit) \
         if not ev.per_case.empty else None
     out["distribution_figures"] = [f for f in [_png(distributions, "metric distributions",
                                    "Every case's Dice, HD95 and ASSD: boxes show quartiles, points are cases")] if f]
     prepared = ev.prepared
     if prepared is None or not ev.predictions:
         out["view3d_missing"] = "No 3D view: the predictions or the prepared dataset are missing."
-        figure = _png(ev.folder / "cases_best_median_worst.png", "best, median and worst cases",
+        figure = _png(files.cases_figure, "best, median and worst cases",
                       "Best, median and worst cases by post-processed Dice (from the evaluation)")
         out["case_figures"] = [figure] if figure else []
         return out
@@ -158,7 +162,7 @@ def _videos(prepared: PreparedDataset, ev: Evaluation, scores: pd.Series, n: int
     patient_of = {c: prepared.cases[c]["patient_id"] for c in scores.index}
     is_3d = prepared.cases[scores.index[0]]["ndim"] == 3
     ranked = scores.groupby(lambda c: c if is_3d else patient_of[c]).mean().sort_values()
-    echo = echo_frames(prepared, list(ev.predictions))
+    echo = echo_views(prepared, list(ev.predictions))
     for key, rank in _spread(list(ranked.index), n).items():
         video: Video | None
         if is_3d:
@@ -170,7 +174,7 @@ def _videos(prepared: PreparedDataset, ev: Evaluation, scores: pd.Series, n: int
             video = images_video(prepared, sorted(c for c in scores.index if patient_of[c] == key), ev.predictions)
         if video is None:
             continue
-        path = write_video(video, ev.folder / "videos" / _safe(key))
+        path = write_video(video, EvaluationFiles(ev.folder).videos / _safe(key))
         clips.append(Clip(_data_uri(video.data, video.mime), video.mime,
                           f"{rank}: {key}, mean Dice {ranked[key]:.3f} ({path.name})"))
     return clips
@@ -188,7 +192,7 @@ def _view3d(prepared: PreparedDataset, ev: Evaluation, scores: pd.Series) -> dic
                         affine, f"{case_id} (median case, Dice {scores[case_id]:.3f})")
     if fig is None:
         return {"view3d_missing": f"No 3D view: {case_id} has empty predicted and reference masks."}
-    path = write_volume_html(fig, ev.folder / f"volume3d_{_safe(case_id)}.html")
+    path = write_volume_html(fig, EvaluationFiles(ev.folder).volume3d(_safe(case_id)))
     from plotly.offline import get_plotlyjs
 
     html = fig.to_html(full_html=False, include_plotlyjs=False, div_id="view3d-plot")
@@ -209,10 +213,10 @@ def _clinical(ev: Evaluation, notes: list[str]) -> dict[str, Any]:
     return clinical
 
 
-def _clinical_blocks(folder: Path, clinical: dict[str, Any]) -> list[ClinicalBlock]:
+def _clinical_blocks(files: EvaluationFiles, clinical: dict[str, Any]) -> list[ClinicalBlock]:
     blocks = []
-    if "ef" in clinical and (folder / EF_CSV).is_file():
-        ef, frame = clinical["ef"], pd.read_csv(folder / EF_CSV, dtype={"patient_id": str})
+    if "ef" in clinical and files.clinical_ef.is_file():
+        ef, frame = clinical["ef"], pd.read_csv(files.clinical_ef, dtype={"patient_id": str})
         unit = ef["unit"]
         stats = {"EDV": ef["agreement"]["edv"], "ESV": ef["agreement"]["esv"], "EF": ef["agreement"]["ef"]}
         units = {"EDV": unit, "ESV": unit, "EF": "%"}
@@ -228,19 +232,19 @@ def _clinical_blocks(folder: Path, clinical: dict[str, Any]) -> list[ClinicalBlo
                      "pixel units (shown in thousands of px³) and only comparable within this table; EF, a ratio, "
                      "is unit-free.")
         figures = [f for f in (
-            _png(folder / "bland_altman_ef.png", "Bland-Altman EF", "Predicted vs reference masks: correlation (top) "
+            _png(files.bland_altman("ef"), "Bland-Altman EF", "Predicted vs reference masks: correlation (top) "
                  "and Bland-Altman (bottom; bias and 95% limits of agreement)"),
-            _png(folder / "bland_altman_ef_info.png", "EF vs Info files", "EF against the EF of the CAMUS Info files"),
+            _png(files.bland_altman("ef_info"), "EF vs Info files", "EF against the EF of the CAMUS Info files"),
         ) if f]
         blocks.append(ClinicalBlock("Left-ventricular volumes and ejection fraction (biplane Simpson)", text,
                                     tables.agreement_table(stats, units), figures, tables.ef_rows_table(frame)))
-    if "volumes" in clinical and (folder / VOLUMES_CSV).is_file():
-        volumes, frame = clinical["volumes"], pd.read_csv(folder / VOLUMES_CSV, dtype={"case_id": str})
+    if "volumes" in clinical and files.clinical_volumes.is_file():
+        volumes, frame = clinical["volumes"], pd.read_csv(files.clinical_volumes, dtype={"case_id": str})
         unit = volumes["unit"]
         text = (f"Volume of each 3D mask ({volumes['n_cases']} volumes): voxel count × voxel volume"
                 f"{'' if unit == 'mL' else ' — the voxel spacing is unknown, so in voxels'}; error = predicted − reference.")
         stats = {f"{name} volume": s for name, s in volumes["agreement"].items()}
-        figure = _png(folder / "bland_altman_volume.png", "Bland-Altman volume", "Predicted vs reference volumes")
+        figure = _png(files.bland_altman("volume"), "Bland-Altman volume", "Predicted vs reference volumes")
         blocks.append(ClinicalBlock("Volumes of the 3D segmentations", text,
                                     tables.agreement_table(stats, dict.fromkeys(stats, unit)),
                                     [figure] if figure else [], tables.volume_rows_table(frame)))
@@ -288,10 +292,9 @@ def _run_facts(sources: Sources) -> list[tuple[str, str]]:
 
 
 def _config_text(sources: Sources) -> str:
-    for folder in (sources.run, sources.evaluation):
-        if folder is not None and (folder / "config.yaml").is_file():
-            return (folder / "config.yaml").read_text(encoding="utf-8")
-    return ""
+    configs = [RunFiles(sources.run).config] if sources.run else []
+    configs += [EvaluationFiles(sources.evaluation).config] if sources.evaluation else []
+    return next((path.read_text(encoding="utf-8") for path in configs if path.is_file()), "")
 
 
 def _png(path: Path | None, alt: str, caption: str) -> Figure | None:

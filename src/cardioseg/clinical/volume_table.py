@@ -1,39 +1,51 @@
 """Volumes of 3D segmentations (e.g. the left atrium on MRI), predicted vs reference, per case and class.
 
-Every test volume is reported, in mL from the voxel spacing when it is known, else as voxel
-counts (labelled so). Empty masks give a row with a note rather than a misleading ratio.
+Every volume is reported, in mL from the voxel spacing when every case has one, else all as voxel
+counts (labelled so). Empty masks give a row with a note rather than a misleading ratio; a class
+the annotators did not draw on a case has no reference volume, so no row.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from cardioseg.clinical.volumes import mask_volume, volume_agreement
-from cardioseg.data.prepared import PreparedDataset
 
 
-def volume_table(prepared: PreparedDataset, predictions: dict[str, np.ndarray]) -> tuple[pd.DataFrame, list[str]]:
-    """One row per 3D case and foreground class, and the run-level notes."""
-    names = {c: n for c, n in prepared.class_names.items() if c != 0}
+@dataclass(frozen=True)
+class VolumeCase:
+    """One 3D case: predicted and reference label maps at the original resolution, and its voxel size."""
+
+    case_id: str
+    patient_id: str
+    pred: np.ndarray
+    ref: np.ndarray
+    spacing: tuple[float, ...] | None
+    unannotated: frozenset[int] = frozenset()
+    """Classes not drawn on the reference of this case."""
+
+
+def volume_table(cases: Sequence[VolumeCase], class_names: Mapping[int, str]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per case and foreground class (``class_names``: id -> name), and the run-level notes."""
     rows, notes = [], []
-    unknown = sorted(c for c in predictions if c not in prepared.cases)
-    if unknown:
-        notes.append(f"predictions for cases the prepared dataset does not hold, skipped: {', '.join(unknown)}")
-    volumes = [c for c in sorted(predictions) if c in prepared.cases and prepared.cases[c]["ndim"] == 3]
-    with_mm = all(prepared.spacing(c) for c in volumes)
-    if volumes and not with_mm:
+    with_mm = all(case.spacing for case in cases)
+    if cases and not with_mm:
         notes.append("voxel spacing unknown for some volumes: all volumes reported in voxels, not mL")
-    for case_id in volumes:
-        info = prepared.cases[case_id]
-        pred, ref = predictions[case_id], prepared.original_label(case_id)
-        if pred.shape != ref.shape:
-            notes.append(f"{case_id}: prediction shape {pred.shape} differs from the reference's {ref.shape}; skipped")
+    for case in cases:
+        if case.pred.shape != case.ref.shape:
+            notes.append(f"{case.case_id}: prediction shape {case.pred.shape} differs from the reference's "
+                         f"{case.ref.shape}; skipped")
             continue
-        spacing = prepared.spacing(case_id) if with_mm else None
-        for class_id, name in names.items():
-            rows.append({"case_id": case_id, "patient_id": info["patient_id"], "class_name": name,
-                         **volume_row(pred == class_id, ref == class_id, spacing)})
+        for class_id, name in class_names.items():
+            if class_id in case.unannotated:
+                notes.append(f"{case.case_id}: {name} is not drawn on the reference, so it has no volume row")
+                continue
+            rows.append({"case_id": case.case_id, "patient_id": case.patient_id, "class_name": name,
+                         **volume_row(case.pred == class_id, case.ref == class_id, case.spacing if with_mm else None)})
     return pd.DataFrame(rows), notes
 
 
@@ -77,4 +89,3 @@ def volume_summary(frame: pd.DataFrame) -> dict[str, dict[str, object]]:
             "mean_rel_error_pct": float(100 * group["rel_error"].mean()),
         }
     return out
-
