@@ -22,7 +22,19 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
     cfg = load_config(overrides={"preprocess.size": [96, 96], "data.labels": {1: 1}})
     path = tmp_path / "resolved.yaml"
     path.write_text(cfg.to_yaml())
-    assert load_config(path) == cfg
+    assert load_config(path) == cfg.absolute_paths()
+    assert load_config(path).data.prepared == Path.cwd() / "prepared"
+
+
+def test_yaml_paths_are_relative_to_the_file_flags_to_the_current_folder(tmp_path: Path) -> None:
+    project = tmp_path / "myproject"
+    project.mkdir()
+    (project / "cardioseg.yaml").write_text("data:\n  source: data\n  prepared: prepared\ntrain:\n  run_dir: runs/first\n"
+                                           "model:\n  encoder_weights: imagenet\n")
+    cfg = load_config(project / "cardioseg.yaml", {"evaluate.out_dir": "elsewhere"})
+    assert cfg.data.source == project / "data" and cfg.data.prepared == project / "prepared"
+    assert cfg.train.run_dir == project / "runs" / "first" and cfg.model.encoder_weights == "imagenet"
+    assert cfg.evaluate.out_dir == Path("elsewhere")
 
 
 @pytest.mark.parametrize(

@@ -101,6 +101,8 @@ def prepare(
     )
     if result.bad_files:
         console.print(f"[yellow]{len(result.bad_files)} bad file(s) left out[/]; see {PreparedFiles(result.out_dir).bad_files}")
+    for note in result.warnings:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
 
 
 def parse_label_map(text: str | None) -> dict[int, int] | None:

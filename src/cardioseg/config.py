@@ -1,8 +1,11 @@
 """One configuration model for every command.
 
 A ``Config`` is built from defaults, then a YAML file, then command-line overrides given as
-dotted keys (``train.lr=3e-4``). Each command writes the fully resolved configuration next to
-its outputs (``config.yaml``), so a run can be reproduced from its folder alone.
+dotted keys (``train.lr=3e-4``). Relative paths in a YAML file are relative to the file's own
+folder (so ``cardioseg prepare -c myproject/cardioseg.yaml`` works from anywhere); those given on
+the command line are relative to the current folder. Each command writes the fully resolved
+configuration next to its outputs (``config.yaml``, with absolute paths), so a run can be
+reproduced from its folder alone.
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ class AugmentConfig(_Section):
 
 class TrainConfig(_Section):
     run_dir: Path = Path("runs/run")
-    loss: Literal["bce", "dice", "dice_bce", "dice_ce", "focal"] = "dice_bce"
+    loss: Literal["bce", "dice", "dice_bce", "dice_ce", "focal"] | None = Field(
+        None, description="None follows the classes: dice_bce for one foreground class, dice_ce for several")
     dice_weight: float = Field(0.5, ge=0, le=1, description="weight of Dice in dice_bce / dice_ce")
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -231,8 +235,31 @@ class Config(_Section):
     sweep: SweepConfig = Field(default_factory=SweepConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
 
+    def absolute_paths(self) -> Config:
+        """A copy whose paths are absolute (resolved against the current folder)."""
+        tree = self.model_dump(mode="json")
+        for dotted in PATH_KEYS:
+            _resolve_dotted(tree, dotted, Path.cwd())
+        return Config.model_validate(tree)
+
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        return yaml.safe_dump(self.absolute_paths().model_dump(mode="json"), sort_keys=False)
+
+
+PATH_KEYS = ("data.source", "data.prepared", "train.run_dir", "evaluate.out_dir", "predict.out_dir", "export.out",
+             "report.out", "sweep.out_dir", "model.encoder_weights")
+"""Settings that name files or folders (``model.encoder_weights`` only when it is a file, not "imagenet")."""
+
+
+def _resolve_dotted(tree: dict[str, Any], dotted: str, base: Path) -> None:
+    """Make the relative path at ``dotted`` (if set) absolute against ``base``."""
+    *parents, key = dotted.split(".")
+    node: Any = tree
+    for parent in parents:
+        node = node.get(parent) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or not isinstance(node.get(key), str) or node[key] in ("", "imagenet"):
+        return
+    node[key] = str((base / node[key]).resolve()) if not Path(node[key]).is_absolute() else node[key]
 
 
 def parse_duration(text: str) -> float:
@@ -290,6 +317,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(loaded, dict):
             raise ConfigError("a configuration file must hold a mapping of sections", path)
         tree = loaded
+        for dotted in PATH_KEYS:
+            _resolve_dotted(tree, dotted, path.resolve().parent)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)

@@ -12,10 +12,11 @@ STARTER_CONFIG = """\
 # Any value can be overridden on the command line: --set train.epochs=30
 
 data:
-  source: data            # your raw data; drop files in data/images and data/masks
+  source: data            # your raw data (paths here are relative to this file); data/images + data/masks
   layout: auto            # auto | camus | camus_png | msd | sunnybrook | folders
   prepared: prepared      # where `cardioseg prepare` writes the cached, preprocessed dataset
-  labels: null            # e.g. {1: 1} keeps label 1 only; null keeps every label
+  labels: null            # e.g. {1: 1} keeps label 1 only; {255: 1} for 0/255 masks; null keeps every label
+  class_names: null       # one name per foreground class, e.g. [LV cavity, myocardium]
   patient_pattern: '^([^_]+)'   # regex: first group = patient id (patient0001_2CH_ED.png -> patient0001)
   split_ratios: [0.8, 0.1, 0.1] # train / val / test, by patient
   seed: 0
@@ -37,7 +38,7 @@ train:
   epochs: 20
   batch_size: 16
   lr: 0.001
-  loss: dice_bce          # bce | dice | dice_bce | dice_ce | focal
+  loss: null              # null: dice_bce for one class, dice_ce for several; or bce | dice | focal
   augment:
     preset: none          # none | echo | strong
   time_budget: null       # e.g. 5m

@@ -26,7 +26,7 @@ from cardioseg.data.case import Case, CaseRef
 from cardioseg.data.preprocess import ArrayPlanes, Pipeline, map_labels, planes_of
 from cardioseg.data.readers import detect_layout, get_reader
 from cardioseg.data.splits import check_disjoint, group_patients, official_split, ratio_split
-from cardioseg.errors import DataError, problem_list
+from cardioseg.errors import ConfigError, DataError, problem_list
 from cardioseg.fileio import atomic_dir, write_json, write_text
 from cardioseg.plan import IGNORE_LABEL, ClassSpec, Plan, oriented_spacing
 
@@ -40,6 +40,7 @@ class PrepareResult:
     n_samples: int
     split_counts: dict[str, int]
     bad_files: list[tuple[str, str]]
+    warnings: list[str]
 
 
 def _config_digest(cfg: Config, layout: str) -> str:
@@ -173,6 +174,11 @@ def _class_table(cfg: Config, found: set[int], source_names: dict[int, str]) -> 
     ids = sorted({0, *cfg.data.labels.values()}) if cfg.data.labels else sorted({0, *found} - {IGNORE_LABEL})
     mapping = cfg.data.labels or {i: i for i in ids}
     given = cfg.data.class_names or []
+    if given and len(given) != len(ids) - 1:
+        raise ConfigError(
+            f"data.class_names has {len(given)} name(s) but there are {len(ids) - 1} foreground class(es) "
+            f"(ids {', '.join(map(str, ids[1:]))}): give one name per foreground class, in that order; "
+            "the background is named automatically")
     classes = [ClassSpec(id=0, name="background")]
     for n, class_id in enumerate(ids[1:]):
         sources = [source_names[s] for s, target in sorted(mapping.items()) if target == class_id and s in source_names]
@@ -272,7 +278,7 @@ def _assemble(
     found: set[int] = set()
     for chunk in chunks:
         case = chunk["case"]
-        found.update(np.unique(chunk["labels"]).tolist())
+        found.update(np.unique(chunk["original"]).tolist())
         spacing = "x".join(f"{s:g}" for s in case["spacing"]) if case["spacing"] else ""
         for row in chunk["rows"]:
             rows.append(
@@ -302,6 +308,9 @@ def _assemble(
         label_map=cfg.data.labels, classes=_class_table(cfg, found, {**label_names, **source_names}),
     )
     split_counts = {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")}
+    absent = [c for c in plan.foreground if c.id not in found]
+    notes = [f"class {c.id} ({c.name}) occurs in no mask: check data.labels against the values in your masks"
+             for c in absent]
     info = {
         "format_version": FORMAT_VERSION,
         "source": str(source),
@@ -327,4 +336,4 @@ def _assemble(
         write_text(staged.config, cfg.to_yaml())
         if bad:
             pd.DataFrame(bad, columns=["file", "problem"]).to_csv(staged.bad_files, index=False)
-    return PrepareResult(files.root, len(cases), len(manifest), split_counts, bad)
+    return PrepareResult(files.root, len(cases), len(manifest), split_counts, bad, notes)

@@ -96,7 +96,7 @@ def validate_sweep(cfg: Config) -> list[GridPoint]:
 
     from cardioseg.data.prepared import PreparedDataset
     from cardioseg.models.registry import get_model_entry
-    from cardioseg.training.losses import build_loss
+    from cardioseg.training.losses import build_loss, default_loss
 
     sweep = cfg.sweep
     for name in ("architectures", "encoders", "encoder_weights", "augmentations", "seeds"):
@@ -115,13 +115,14 @@ def validate_sweep(cfg: Config) -> list[GridPoint]:
                 f"unknown encoder(s) {', '.join(unknown)} in sweep.encoders; "
                 "smp encoders include resnet18, resnet34, efficientnet-b0, mobilenet_v2, timm-tf_efficientnet_lite0"
             )
-    points = expand_grid(sweep, cfg.train.loss, uses_encoder)
-    _check_weight_files({(p.encoder, p.encoder_weights) for p in points}, cfg.model.in_channels)
     prepared = PreparedDataset(cfg.data.prepared)
+    binary = prepared.plan.binary
+    loss_when_unset = cfg.train.loss or default_loss(binary)
+    points = expand_grid(sweep, loss_when_unset, uses_encoder)
+    _check_weight_files({(p.encoder, p.encoder_weights) for p in points}, cfg.model.in_channels)
     if cfg.evaluate.split != "all" and not len(prepared.indices(cfg.evaluate.split)):
         raise ConfigError(f"evaluate.split {cfg.evaluate.split!r} is empty in {prepared.root}: no held-out images to score")
-    binary = prepared.plan.binary
-    for loss in sweep.losses or [cfg.train.loss]:
+    for loss in sweep.losses or [loss_when_unset]:
         build_loss(cfg.train.model_copy(update={"loss": loss}), binary)
     _check_input_size({(p.arch, p.encoder) for p in points}, cfg.model, prepared.preprocess.size)
     return points

@@ -51,9 +51,7 @@ class SweepResult:
 
 def absolute_paths(cfg: Config) -> Config:
     """Paths a Ray worker in another folder (or on another node) can open too."""
-    cfg = cfg.model_copy(deep=True)
-    cfg.data.prepared = cfg.data.prepared.resolve()
-    cfg.sweep.out_dir = cfg.sweep.out_dir.resolve()
+    cfg = cfg.absolute_paths()
     cfg.sweep.encoder_weights = [w if w in (None, "imagenet") else str(Path(w).resolve()) for w in cfg.sweep.encoder_weights]
     return cfg
 

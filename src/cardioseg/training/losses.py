@@ -35,7 +35,14 @@ class WeightedSum(nn.Module):
         return self.dice_weight * self.dice(logits, target) + (1 - self.dice_weight) * self.pixel(logits, target)
 
 
+def default_loss(binary: bool) -> str:
+    """The loss when none is set: Dice + BCE for one foreground class (the echo study's), Dice + CE for several."""
+    return "dice_bce" if binary else "dice_ce"
+
+
 def build_loss(cfg: TrainConfig, binary: bool) -> nn.Module:
+    if cfg.loss is None:
+        cfg = cfg.model_copy(update={"loss": default_loss(binary)})
     mode = "binary" if binary else "multiclass"
     dice = DiceLoss(mode=mode, from_logits=True, ignore_index=IGNORE_LABEL)
     pixel: nn.Module = MaskedBCE() if binary else nn.CrossEntropyLoss(ignore_index=IGNORE_LABEL)

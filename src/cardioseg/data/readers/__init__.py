@@ -1,7 +1,6 @@
 """One reader per source layout, all producing the same ``Case``; and which layout a folder has.
 
-``READERS`` is the explicit table of layouts. Its order is the detection order: the layouts with
-the most specific landmarks (dataset.json, link.csv, patient folders) come before the generic one.
+``READERS`` is the explicit table of layouts; ``detect_layout`` says which one a folder has.
 """
 
 from __future__ import annotations
@@ -30,13 +29,23 @@ _LANDMARKS = {
 
 
 def detect_layout(root: Path) -> str:
-    """The first layout of ``READERS`` whose landmarks ``root`` has."""
+    """The layout whose landmarks ``root`` has; an ``images/`` + ``masks/`` pair is always the folders layout.
+
+    When several layouts match, the error names them and ``--layout``; file names alone (a lab's
+    ``patient0001_...`` images in ``images/``) never decide it against an explicit folder pair.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError("data folder not found", root)
-    for layout, reader in READERS.items():
-        if reader.looks_like(root):
-            return layout
+    matches = [layout for layout, reader in READERS.items() if reader.looks_like(root)]
+    if "folders" in matches:
+        return "folders"
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        candidates = "; ".join(f"{layout} ({_LANDMARKS[layout]})" for layout in matches)
+        raise DataError(f"this folder looks like several layouts: {candidates}; choose one with --layout "
+                        "(or data.layout)", root)
     expected = "; ".join(f"{layout}: {landmark}" for layout, landmark in _LANDMARKS.items())
     raise DataError(f"cannot tell the data layout; expected one of -- {expected}", root)
 

@@ -62,7 +62,7 @@ def load(ref: CaseRef, cfg: DataConfig) -> Case:
     check_image(image, ref.image_path)
     label = None
     if ref.label_path is not None:
-        label = mask_to_labels(_read(ref.label_path, label=True)[0], ref.label_path, image.shape)
+        label = mask_to_labels(_read(ref.label_path, label=True)[0], ref.label_path, image.shape, set(cfg.labels or ()))
     return case_from_ref(ref, image, label, spacing)
 
 
@@ -77,10 +77,14 @@ def patient_id(stem: str, pattern: re.Pattern[str]) -> str:
     return (match.group(1) if pattern.groups else match.group(0)) or stem
 
 
-def mask_to_labels(mask: np.ndarray, path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """0/255 -> 0/1; small class ids kept; anything else is a DataError naming the mask."""
+def mask_to_labels(mask: np.ndarray, path: Path, shape: tuple[int, ...], mapped: set[int] | None = None) -> np.ndarray:
+    """0/255 -> 0/1 unless ``data.labels`` maps the values as they are (``{255: 1}``); small class ids kept;
+    anything else is a DataError naming the mask."""
     values = np.unique(mask)
-    if 255 in values and set(values.tolist()) <= {0, 255}:
+    mapped = mapped or set()
+    if set(values.tolist()) <= {0, *mapped}:
+        pass  # the label map speaks of the values in the files
+    elif 255 in values and set(values.tolist()) <= {0, 255}:
         mask = mask == 255
     elif values.min() < 0 or values.max() > MAX_CLASS_ID:
         hint = (
