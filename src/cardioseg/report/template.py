@@ -30,6 +30,7 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
   h2 { font-size: 18px; border-bottom: 1px solid var(--line); padding-bottom: 6px; }
   h3 { font-size: 15px; margin-bottom: 6px; }
   .facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px 18px; }
+  .fact { overflow-wrap: anywhere; }  /* long absolute paths wrap instead of running into the next column */
   .fact b { display: block; font-size: 12px; color: var(--muted); font-weight: 600; }
   .key { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0; }
   .key div { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 150px; }
