@@ -48,9 +48,6 @@ class ServedModel:
     def plan(self) -> Plan:
         return self.segmenter.plan
 
-    @property
-    def orientation_fix(self) -> str:
-        return self.plan.orientation
 
     @property
     def labels(self) -> list[int]:
@@ -122,7 +119,7 @@ def segment_image(model: ServedModel, path: Path, kind: Kind) -> Scan:
     image, spacing = _read_plane(path, kind)
     _check_size(image.size)
     prob = model.segmenter.images([image])[0]
-    fix = model.orientation_fix
+    fix = model.plan.orientation
     spacing = model.plan.plane_spacing(spacing)
     turn = model.segmenter.members[0].pipeline.orient
     return Scan(

@@ -25,7 +25,9 @@ class SliceDataset(Dataset):
         if len(self.rows) == 0:
             raise DataError(f"split {split!r} has no samples", prepared.root)
         self.images = np.ascontiguousarray(prepared.images[self.rows])
-        self.labels = np.ascontiguousarray(prepared.labels[self.rows])
+        labels = np.ascontiguousarray(prepared.labels[self.rows])
+        # a binary task's targets are 0/1, unknown pixels kept: worked out once here, not per sample
+        self.labels = np.where(labels == IGNORE_LABEL, IGNORE_LABEL, labels > 0).astype(np.uint8) if binary else labels
         self.binary = binary
         self.transform = transform
 
@@ -39,6 +41,5 @@ class SliceDataset(Dataset):
             image, label = out["image"], out["mask"]
         image_t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
         if self.binary:
-            mask = np.where(label == IGNORE_LABEL, IGNORE_LABEL, label > 0).astype(np.float32)
-            return image_t, torch.from_numpy(mask)[None]
+            return image_t, torch.from_numpy(label.astype(np.float32))[None]
         return image_t, torch.from_numpy(label.astype(np.int64))

@@ -23,7 +23,7 @@ from cardioseg.anatomy import role_from_name
 from cardioseg.artifacts import PreparedFiles
 from cardioseg.config import Config
 from cardioseg.data.case import Case, CaseRef
-from cardioseg.data.preprocess import ArrayPlanes, Pipeline, map_labels, planes_of
+from cardioseg.data.preprocess import ArrayPlanes, Pipeline, map_labels
 from cardioseg.data.readers import detect_layout, get_reader
 from cardioseg.data.splits import check_disjoint, group_patients, official_split, ratio_split
 from cardioseg.errors import ConfigError, DataError, problem_list
@@ -66,17 +66,19 @@ def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
     label = None if case.label is None else map_labels(case.label, cfg.data.labels)
     if label is not None and unannotated:
         label[case.label == 0] = IGNORE_LABEL  # drawn as background, so background or a class nobody drew: unknown
-    pipeline = Pipeline(pre, fix if case.image.ndim == 2 else "none")
-    image = pipeline.orient.apply(case.image) if case.image.ndim == 2 else case.image
-    label = pipeline.orient.apply(label) if label is not None and case.image.ndim == 2 else label
+    pipeline = Pipeline(pre, fix if case.image.ndim == 2 else "none")  # volumes keep their axes
+    image = pipeline.orient.apply(case.image)
+    label = None if label is None else pipeline.orient.apply(label)
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
     axis = cfg.data.slice_axis
     fitted = pipeline.fit(ArrayPlanes(image, axis))
+    label_planes = None if label is None else ArrayPlanes(label, axis)
     images, labels, rows = [], [], []
-    for k, label_plane in zip(range(fitted.count), planes_of(label, axis)):
+    for k in range(fitted.count):
         out_image, geometry = fitted.image(k)
         images.append(out_image)
-        labels.append(np.zeros(pre.size, np.uint8) if label_plane is None else fitted.label(label_plane, geometry))
+        labels.append(np.zeros(pre.size, np.uint8) if label_planes is None
+                      else fitted.label(label_planes.plane(k), geometry))
         rows.append(
             {
                 "sample_id": case.case_id if image.ndim == 2 else f"{case.case_id}#{k:04d}",
@@ -322,7 +324,6 @@ def _assemble(
         "patients_per_split": {s: int(manifest.loc[manifest.split == s, "patient_id"].nunique()) for s in ("train", "val", "test")},
         "bad_files": len(bad),
     }
-    files = PreparedFiles(out_dir)
     with atomic_dir(out_dir) as tmp:
         staged = PreparedFiles(tmp)
         np.save(staged.images, np.concatenate([c["images"] for c in chunks]))
@@ -336,4 +337,4 @@ def _assemble(
         write_text(staged.config, cfg.to_yaml())
         if bad:
             pd.DataFrame(bad, columns=["file", "problem"]).to_csv(staged.bad_files, index=False)
-    return PrepareResult(files.root, len(cases), len(manifest), split_counts, bad, notes)
+    return PrepareResult(out_dir, len(cases), len(manifest), split_counts, bad, notes)

@@ -77,15 +77,6 @@ class ArrayPlanes:
         return self._planes[index]
 
 
-def planes_of(array: np.ndarray | None, axis: int) -> Iterator[np.ndarray | None]:
-    """The planes of a label array in the order of ``ArrayPlanes`` (``None`` forever for no labels)."""
-    while array is None:
-        yield None
-    source = ArrayPlanes(array, axis)
-    for k in range(source.count):
-        yield source.plane(k)
-
-
 # ---- the steps ------------------------------------------------------------------------------------
 
 
@@ -367,7 +358,6 @@ class Pipeline:
     """The steps of one plan; ``fit`` an image or volume, then turn its planes into network input."""
 
     def __init__(self, pre: PreprocessConfig, orientation: str = "none") -> None:
-        self.pre = pre
         self.orient = Orient(orientation)
         self.median = MedianFilter(pre.median_filter)
         self.clahe = Clahe(pre.clahe_clip_limit, pre.clahe_tile_grid) if pre.clahe else None
@@ -395,8 +385,8 @@ class Pipeline:
         kept: list[np.ndarray] | None = [] if keep else None
         top: np.ndarray | None = None
         for k in range(count):
-            if filtered is not None and self.clahe is not None:
-                plane = self.clahe.apply(filtered[k], clahe_range)  # type: ignore[arg-type]
+            if filtered is not None:  # CLAHE on planes already median-filtered
+                plane = self.clahe.apply(filtered[k], clahe_range)  # type: ignore[union-attr,arg-type]
             else:
                 plane = self._denoised(source.plane(k), clahe_range)
             accumulator.add(plane)
@@ -444,9 +434,6 @@ class FittedPipeline:
         """A label plane at the network size (crop and nearest-neighbour resize, as for its image)."""
         return self.pipeline.resize.apply_label(Crop.apply(label, geometry.crop_box))
 
-    @staticmethod
-    def restore(prob: np.ndarray, geometry: Geometry) -> np.ndarray:
-        return restore_probabilities(prob, geometry)
 
 
 def restore_probabilities(prob: np.ndarray, geometry: Geometry) -> np.ndarray:

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from cardioseg.data.preprocess import ArrayPlanes, FittedPipeline
+from cardioseg.data.preprocess import ArrayPlanes, FittedPipeline, restore_probabilities
 from cardioseg.errors import ConfigError
 from cardioseg.inference.backend import Backend
 from cardioseg.inference.members import Member
@@ -75,11 +75,10 @@ class Segmenter:
         totals = [np.zeros((self.classes, *image.shape), np.float32) for image in images]
         for member in self.members:
             pipeline = member.pipeline
-            fitted = [pipeline.fit(ArrayPlanes(pipeline.orient.apply(image))) for image in images]
-            inputs = [f.image(0) for f in fitted]
+            inputs = [pipeline.image(image) for image in images]
             probs = self._run(member, np.stack([x for x, _ in inputs]))
-            for total, prob, f, (_, geometry) in zip(totals, probs, fitted, inputs):
-                total += pipeline.orient.invert(f.restore(prob, geometry))
+            for total, prob, (_, geometry) in zip(totals, probs, inputs):
+                total += pipeline.orient.invert(restore_probabilities(prob, geometry))
         return [total / len(self.members) for total in totals]
 
     def volume(self, volume: Volume, memory_budget: int, batch: int = 16) -> Iterator[tuple[int, np.ndarray]]:
@@ -105,7 +104,7 @@ class Segmenter:
                 f = fitted[member.plan.preprocess.model_dump_json()]
                 inputs = [f.image(k) for k in indices]
                 probs = self._run(member, np.stack([x for x, _ in inputs]))
-                restored = [f.restore(p, geometry) for p, (_, geometry) in zip(probs, inputs)]
+                restored = [restore_probabilities(p, geometry) for p, (_, geometry) in zip(probs, inputs)]
                 totals = restored if totals is None else [t + r for t, r in zip(totals, restored)]
             for k, total in zip(indices, totals or []):
                 yield k, total / len(self.members)
