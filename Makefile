@@ -3,15 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean constraints
 
-$(BIN)/cardioseg: pyproject.toml
+# Every dependency is installed at the version constraints.txt pins, so a fresh install a month from now
+# is the environment the tests passed in. `make constraints` refreshes the file from the current .venv.
+$(BIN)/cardioseg: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, pinned: these two install from this machine's disk (see docs/index.md#install)
-	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -c constraints.txt torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(BIN)/cardioseg
+
+constraints: install
+	{ echo "# Versions the test suite passed with (make constraints); used by make and .ci/run."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^-e ' | LC_ALL=C sort -f; } > constraints.txt
 
 install: $(BIN)/cardioseg
 

@@ -42,9 +42,12 @@ def test_first_hour_from_init_to_report(camus224: Path, tmp_path: Path) -> None:
 
     _run("train", "-c", config, "--time-budget", "5m", "-q")  # the loss follows the 3 classes
     run = RunFiles(project / "runs" / "first")
-    assert run.model.is_file()
+    trained = run.model.read_bytes()
+    again = _run("train", "-c", config, "--time-budget", "5m", "-q")  # the same command, typed again
+    assert "is a finished run" in " ".join(again.split()) and run.model.read_bytes() == trained
     _run("evaluate", "-m", str(run.model), "-d", str(project / "prepared"), "--split", "all", "-q")
-    summary = json.loads(EvaluationFiles(run.evaluation).summary.read_text())
+    evaluation = EvaluationFiles(run.evaluation / "prepared-all")  # named by dataset and split
+    summary = json.loads(evaluation.summary.read_text())
     dice = {r["class_name"]: r["mean"] for r in summary["metrics"]["raw"] if r["metric"] == "dice"}
     assert set(dice) == {"class1", "class2", "class3"}
     assert dice["class1"] > 0.5, dice  # the LV cavity, after 20 epochs on 26 images

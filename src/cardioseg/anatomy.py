@@ -7,6 +7,7 @@ any label map. Readers declare the roles of their source labels; the plan carrie
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 Role = Literal["lv_cavity", "lv_myocardium", "left_atrium"]
@@ -38,3 +39,15 @@ def role_from_name(name: str) -> Role | None:
     if any(word in text for word in ("endocard", "blood pool", "cavity", "lumen")) or text.strip() in ("lv", "left ventricle"):
         return "lv_cavity"
     return None
+
+_VIEW_IN_NAME = re.compile(r"^(?:(.*?)[\s_.-]+)?([24]CH)[\s_.-]*(ED|ES)(?![A-Za-z])", re.IGNORECASE)
+
+
+def parse_view(name: str) -> tuple[str | None, str | None, str | None]:
+    """(patient, view, phase) from a file name in the CAMUS style (``patient0001_2CH_ED.png``,
+    ``P12-4ch-es.dcm``); Nones where the name does not say. Readers and the web app tag views alike."""
+    match = _VIEW_IN_NAME.search(name)
+    if match is None:
+        return None, None, None
+    patient, view, phase = match.groups()
+    return (patient or None), view.upper(), phase.upper()

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from cardioseg import __version__
+from cardioseg.config import ModelConfig
 from cardioseg.errors import CheckpointError, DataError
+from cardioseg.fileio import safe_name
 from cardioseg.plan import Plan, plan_from_legacy_header
 
 CONFIG_FILE = "config.yaml"
@@ -94,6 +98,18 @@ class RunFiles:
     def is_run(path: Path) -> bool:
         return (Path(path) / "model.safetensors").is_file()
 
+    def evaluations(self) -> list[Path]:
+        """The run's evaluation folders, newest first: ``evaluation/<dataset>-<split>/`` (or the older
+        ``evaluation/`` itself)."""
+        folders = [self.evaluation, *sorted(self.evaluation.glob("*/"))] if self.evaluation.is_dir() else []
+        found = [f for f in folders if EvaluationFiles.is_evaluation(f)]
+        return sorted(found, key=lambda f: EvaluationFiles(f).summary.stat().st_mtime, reverse=True)
+
+
+def default_evaluation_dir(model: Path, data: Path, split: str) -> Path:
+    """``evaluation/<dataset>-<split>`` next to the model: evaluations of other data or splits never share a folder."""
+    return Path(model).parent / "evaluation" / f"{safe_name(Path(data).resolve().name)}-{safe_name(split)}"
+
 
 @dataclass(frozen=True)
 class EvaluationFiles:
@@ -141,6 +157,7 @@ class PredictionFiles:
 
     table = property(lambda self: self.root / "predictions.csv")
     config = property(lambda self: self.root / CONFIG_FILE)
+    bad_files = property(lambda self: self.root / "bad_files.csv")
 
     def _named(self, stem: str, suffix: str) -> Path:
         return self.root / f"{stem}{suffix}"
@@ -187,18 +204,38 @@ def _unsupported(kind: str, fmt: object, version: object, reads: int, path: Path
     )
 
 
-def normalise_header(header: dict[str, Any], path: Path) -> dict[str, Any]:
-    """A model header of any supported version as v2 (with ``plan``), checked."""
-    if header.get("format") != MODEL_FORMAT or int(header.get("format_version", -1)) > MODEL_VERSION:
+def normalise_header(header: Any, path: Path) -> dict[str, Any]:
+    """A model header of any supported version as v2 (with ``plan``), checked field by field.
+
+    Headers come from files of any origin: every malformed one is a CheckpointError naming the
+    file, never a KeyError or a validation traceback from deeper down.
+    """
+    if not isinstance(header, dict):
+        raise CheckpointError(f"malformed model header (a JSON {type(header).__name__}, not an object)", path)
+    version = _version(header)
+    if version > MODEL_VERSION and header.get("format") == MODEL_FORMAT:
         raise _unsupported("model header", header.get("format"), header.get("format_version"), MODEL_VERSION, path)
-    if "model" not in header:
+    if header.get("format") != MODEL_FORMAT or version < 1:
+        raise CheckpointError(f"not a cardioseg model header (format {header.get('format')!r}, version "
+                              f"{header.get('format_version')!r})", path)
+    if not isinstance(header.get("model"), dict):
         raise CheckpointError("model header without a model configuration", path)
-    if int(header["format_version"]) < 2:
-        plan = plan_from_legacy_header(header)
-        extra = {k: v for k, v in (header.get("extra") or {}).items() if k not in ("slice_axis", "layout")}
-        header = {"format": MODEL_FORMAT, "format_version": MODEL_VERSION, "converted_from": 1,
-                  "cardioseg_version": header.get("cardioseg_version"), "model": header["model"],
-                  "plan": plan.model_dump(mode="json"), "extra": extra}
+    try:
+        if version < 2:
+            plan = plan_from_legacy_header(header)
+            extra = {k: v for k, v in (header.get("extra") or {}).items() if k not in ("slice_axis", "layout")}
+            header = {"format": MODEL_FORMAT, "format_version": MODEL_VERSION, "converted_from": 1,
+                      "cardioseg_version": header.get("cardioseg_version"), "model": header["model"],
+                      "plan": plan.model_dump(mode="json"), "extra": extra}
+        ModelConfig.model_validate(header["model"])
+        Plan.model_validate(header["plan"])
+        if not isinstance(header.get("extra", {}), dict):
+            raise TypeError("extra is not an object")
+    except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        first = exc.errors()[0] if isinstance(exc, ValidationError) else None
+        detail = (f"{'.'.join(map(str, first['loc']))}: {first['msg']}" if first else
+                  f"missing {exc}" if isinstance(exc, KeyError) else str(exc))
+        raise CheckpointError(f"malformed model header ({detail[:200]})", path) from None
     return header
 
 
@@ -237,9 +274,23 @@ def read_sidecar(exported: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"sidecar is not valid JSON ({exc})", side) from None
     where = side if side.is_file() else exported
-    if meta.get("format") != EXPORT_FORMAT or int(meta.get("format_version", -1)) > EXPORT_VERSION:
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"malformed sidecar (a JSON {type(meta).__name__}, not an object)", where)
+    version = _version(meta)
+    if meta.get("format") != EXPORT_FORMAT or version < 1:
+        raise CheckpointError(f"not a cardioseg export sidecar (format {meta.get('format')!r}, version "
+                              f"{meta.get('format_version')!r})", where)
+    if version > EXPORT_VERSION:
         raise _unsupported("export", meta.get("format"), meta.get("format_version"), EXPORT_VERSION, where)
     return {**meta, "header": normalise_header(meta.get("header") or {}, where)}
+
+
+def _version(record: dict[str, Any]) -> int:
+    """A header's ``format_version`` as a number; -1 when it is missing or not one."""
+    try:
+        return int(record.get("format_version", -1))
+    except (TypeError, ValueError):
+        return -1
 
 
 def _embedded(exported: Path) -> dict[str, Any]:

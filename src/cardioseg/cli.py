@@ -162,6 +162,7 @@ def train(
     encoder: Annotated[str | None, typer.Option(help="encoder for smp architectures, e.g. resnet18")] = None,
     encoder_weights: Annotated[str | None, typer.Option(help="imagenet, or a local weights file")] = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs")] = None,
+    more_epochs: Annotated[int | None, typer.Option("--more-epochs", help="train a finished run N epochs further")] = None,
     batch_size: Annotated[int | None, typer.Option(help="batch size")] = None,
     lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
     loss: Annotated[str | None, typer.Option(help="bce, dice, dice_bce, dice_ce or focal")] = None,
@@ -176,21 +177,28 @@ def train(
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train a model on a prepared dataset; run the same command again to resume an interrupted run."""
+    """Train a model on a prepared dataset; the same command again resumes an interrupted run and leaves a finished one alone."""
     from cardioseg.training.run import train as run_training
 
     cfg = resolve(
         config, set_,
         **{"data.prepared": prepared, "train.run_dir": run_dir, "model.arch": arch, "model.encoder": encoder,
-           "model.encoder_weights": encoder_weights, "train.epochs": epochs, "train.batch_size": batch_size,
+           "model.encoder_weights": encoder_weights, "train.epochs": epochs, "train.more_epochs": more_epochs, "train.batch_size": batch_size,
            "train.lr": lr, "train.loss": loss, "train.augment.preset": augment, "train.time_budget": time_budget,
            "train.seed": seed, "train.precision": precision, "train.devices": devices, "train.num_nodes": num_nodes,
            "train.deterministic": deterministic},
     )
     result = run_training(cfg, progress=not quiet)
-    if result.best_val_dice is not None:
+    if result.already_finished:
+        dice = f", best validation Dice {result.best_val_dice:.4f}" if result.best_val_dice is not None else ""
         console.print(
-            f"Trained {cfg.model.arch} for {result.epochs_run} epoch(s) in {result.train_seconds:.0f}s ({result.precision}); "
+            f"{result.run_dir} is a finished run ({result.epochs_run} epoch(s){dice}); nothing to do. "
+            f"Model: [bold]{result.model_path}[/]. To train it further: `cardioseg train -r {result.run_dir} "
+            "--more-epochs N`; to start afresh, give a new --run-dir.", soft_wrap=True
+        )
+    elif result.best_val_dice is not None:
+        console.print(
+            f"Trained {result.arch} for {result.epochs_run} epoch(s) in {result.train_seconds:.0f}s ({result.precision}); "
             f"best validation Dice {result.best_val_dice:.4f}; model: [bold]{result.model_path}[/]"
         )
 
@@ -205,17 +213,23 @@ def evaluate(
     backend: Annotated[str | None, typer.Option(help="torch, onnx or auto, as for predict")] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="average over left-right and up-down flips")] = None,
     precision: Annotated[str | None, typer.Option(help="torch backend: auto, bf16 or 32")] = None,
+    overwrite: Annotated[bool | None, typer.Option("--overwrite/--no-overwrite", help="replace an earlier evaluation in the output folder")] = None,
+    skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="raw folder: leave bad files out and list them")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score what predict ships, the way a paper would: per case, per class, at the original resolution."""
+    from cardioseg.evaluation.clinical_outputs import clinical_summary_lines
     from cardioseg.evaluation.evaluate import evaluate_model, summary_table
 
     cfg = resolve(config, set_, **{"evaluate.out_dir": out, "evaluate.split": split, "evaluate.backend": backend,
-                                   "evaluate.tta": tta, "evaluate.precision": precision})
+                                   "evaluate.tta": tta, "evaluate.precision": precision,
+                                   "evaluate.overwrite": overwrite, "data.skip_bad": skip_bad})
     result = evaluate_model(model, data, cfg, progress=not quiet)
     console.print(summary_table(result))
+    for line in clinical_summary_lines(result.summary.get("clinical") or {}):
+        console.print(line, highlight=False, soft_wrap=True)
     console.print(f"Per-case metrics, summary and figures in [bold]{result.out_dir}[/]")
 
 
@@ -262,8 +276,10 @@ def demo(
     console.print(f"{result.n_samples} samples: {result.split_counts}")
     console.rule("2/3 train")
     trained = run_training(cfg, progress=not quiet)
-    console.print(f"{trained.epochs_run} epoch(s) in {trained.train_seconds:.0f}s ({trained.precision}), "
-                  f"best validation Dice {trained.best_val_dice:.4f}")
+    dice = f"{trained.best_val_dice:.4f}" if trained.best_val_dice is not None else "n/a"
+    done = "already trained: " if trained.already_finished else ""
+    console.print(f"{done}{trained.epochs_run} epoch(s) in {trained.train_seconds:.0f}s ({trained.precision}), "
+                  f"best validation Dice {dice}")
     console.rule("3/3 evaluate on held-out patients")
     evaluated = evaluate_model(trained.model_path, cfg.data.prepared, cfg, progress=not quiet)
     console.print(summary_table(evaluated))
@@ -324,6 +340,7 @@ def predict(
     precision: Annotated[str | None, typer.Option(help="torch backend: auto, bf16 or 32")] = None,
     batch_size: Annotated[int | None, typer.Option(help="images per network call")] = None,
     memory_mb: Annotated[float | None, typer.Option("--memory-mb", help="memory for one volume (default: half of what is free); larger volumes are streamed")] = None,
+    skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="go on past unreadable inputs, list them, exit 1")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -337,17 +354,26 @@ def predict(
            "predict.probabilities": probabilities, "predict.postprocess.threshold": threshold,
            "predict.postprocess.closing_radius": closing_radius, "predict.postprocess.fill_holes": fill_holes,
            "predict.postprocess.largest_component": largest_component, "predict.precision": precision,
-           "predict.batch_size": batch_size},
+           "predict.batch_size": batch_size, "predict.skip_bad": skip_bad},
     )
     result = predict_files(inputs, model, cfg, visible_masks=visible, memory_budget_mb=memory_mb, progress=not quiet)
     console.print(
         f"Segmented {len(result.outputs)} input(s) ({result.n_planes} planes) in {result.seconds:.1f}s, "
-        f"network {result.ms_per_image:.1f} ms/plane ({', '.join(result.backends)}); outputs in [bold]{result.out_dir}[/]"
+        f"network {result.ms_per_image:.1f} ms/plane; outputs in [bold]{result.out_dir}[/]"
     )
+    console.print(f"Ran: {'; '.join(result.backends)}")
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} file(s) of other types left out[/], e.g. {result.skipped[0]}")
-    if cfg.predict.backend == "auto" and any(b.endswith(": torch") for b in result.backends):
+    if cfg.predict.backend == "auto" and any(b.endswith("on PyTorch") for b in result.backends):
         console.print("hint: `cardioseg export -m MODEL` once, and --backend auto runs on ONNX Runtime (faster on CPU)")
+    if result.bad:
+        from cardioseg.artifacts import PredictionFiles
+        from cardioseg.errors import MAX_LISTED
+
+        shown = "".join(f"\n  {where}: {why}" for where, why in result.bad[:MAX_LISTED])
+        err_console.print(f"[bold red]error:[/] {len(result.bad)} input(s) could not be segmented (all listed in "
+                          f"{PredictionFiles(result.out_dir).bad_files}):{shown}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -115,6 +115,9 @@ class TrainConfig(_Section):
     weight_decay: float = Field(1e-4, ge=0)
     scheduler: Literal["cosine", "none"] = Field("cosine", description="warm-up then cosine decay over the epochs or the time budget, whichever ends first")
     epochs: int = Field(20, ge=1)
+    more_epochs: int = Field(
+        0, ge=0, description="train a finished run this many epochs further, from its last checkpoint (the cosine "
+        "schedule spans the new total; the time budget is not applied again)")
     batch_size: int = Field(16, ge=1)
     seed: int = 0
     deterministic: bool = False
@@ -164,7 +167,8 @@ class PostprocessConfig(_Section):
 class EvalConfig(_Section):
     """Scoring goes through the same segmenter as `predict`: same backends, TTA and ensembles."""
 
-    out_dir: Path | None = None
+    out_dir: Path | None = Field(None, description="None: evaluation/<dataset>-<split> next to the (first) model")
+    overwrite: bool = Field(False, description="replace an earlier evaluation in out_dir (refused otherwise)")
     split: str = "test"
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     backend: Literal["auto", "torch", "onnx"] = Field("auto", description="as predict.backend")
@@ -182,6 +186,8 @@ class PredictConfig(_Section):
     probabilities: bool = Field(False, description="also write the foreground probability maps")
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
     batch_size: int = Field(16, ge=1)
+    skip_bad: bool = Field(False, description="segment the other inputs when one cannot be read, list the bad ones "
+                           "(bad_files.csv) and exit non-zero")
 
 
 class ExportConfig(_Section):

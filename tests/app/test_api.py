@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import cardioseg.app.api as api
 from cardioseg.app.server import create_app
 from cardioseg.config import Config
+from tests.app.conftest import page_client
+from tests.app.test_bad_files import dicom_bytes
 
 
 def upload(client: TestClient, path: Path, name: str | None = None) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def test_upload_over_the_limit_is_refused_with_413(tiny_model: Path, camus_views
     cfg.serve.max_upload_mb = 0.01  # 10 KB; a camus224 PNG is larger
     data = camus_views["2CH_ED"].read_bytes()
     assert len(data) > 0.01 * 2**20
-    with TestClient(create_app(tiny_model, cfg)) as small:
+    with page_client(create_app(tiny_model, cfg)) as small:
         declared = small.post("/api/sessions", params={"name": "a.png"}, content=data)
         assert declared.status_code == 413
         assert "limit of 0.01 MB" in declared.json()["detail"]
@@ -166,7 +166,7 @@ def test_brush_eraser_undo_and_png_download(client: TestClient, camus_views: dic
 def test_dicom_gives_areas_in_mm2(client: TestClient, camus_views: dict[str, Path], tmp_path: Path) -> None:
     pixels = np.asarray(Image.open(camus_views["4CH_ES"]))
     path = tmp_path / "echo"  # no suffix: the DICM marker is what counts
-    _write_dicom(path, pixels, spacing=(0.3, 0.2))
+    path.write_bytes(dicom_bytes(pixels, spacing=(0.3, 0.2)))
     session = upload(client, path)
     assert session["format"] == "dicom"
     assert session["spacing"] == pytest.approx([0.2, 0.3])  # transposed with the image
@@ -174,23 +174,6 @@ def test_dicom_gives_areas_in_mm2(client: TestClient, camus_views: dict[str, Pat
     (row,) = payload["measurements"]["areas"]
     assert row["mm2"] == pytest.approx(row["pixels"] * 0.06)
     assert payload["measurements"]["volumes"] is None
-
-
-def _write_dicom(path: Path, pixels: np.ndarray, spacing: tuple[float, float]) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"  # ultrasound image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelSpacing = list(spacing)
-    ds.PixelData = np.ascontiguousarray(pixels, np.uint8).tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 # ---------- volumes ----------

@@ -8,9 +8,6 @@ download is never used (it fails offline).
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from PIL import Image
 
 from cardioseg.app.server import create_app
 from cardioseg.config import Config
+from tests.app.conftest import live_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -28,38 +26,20 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 if not Path(CHROMIUM).exists():
     pytest.skip("Chromium not found (apt-get install chromium): browser test skipped", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
-uvicorn = pytest.importorskip("uvicorn")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+pytest.importorskip("uvicorn")
 
 
 @pytest.fixture(scope="module")
-def live_server(tiny_model: Path) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port, in a thread of this process."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(tiny_model, Config()), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the app server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+def app_url(tiny_model: Path) -> Iterator[str]:
+    with live_server(create_app(tiny_model, Config())) as url:
+        yield url
 
 
 def _area(page: sync_api.Page) -> str:
     return page.locator("#measurements .metric .value span").first.inner_text()
 
 
-def test_upload_threshold_brush_download(live_server: str, camus_views: dict[str, Path], tmp_path: Path) -> None:
+def test_upload_threshold_brush_download(app_url: str, camus_views: dict[str, Path], tmp_path: Path) -> None:
     expect = sync_api.expect
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -67,8 +47,9 @@ def test_upload_threshold_brush_download(live_server: str, camus_views: dict[str
             page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(live_server)
-            expect(page.locator("#model-info")).to_have_text("model: tiny.safetensors")
+            page.goto(app_url)
+            expect(page.locator("#model-info")).to_have_text("model: tiny.safetensors · plain_unet · class: LV endocardium")
+            expect(page.locator("#threshold")).to_be_visible()  # a binary model: the threshold decides
 
             page.set_input_files("#file-input", str(camus_views["2CH_ED"]))
             expect(page.locator("#session-list li")).to_have_count(1, timeout=30_000)
@@ -114,3 +95,20 @@ def test_upload_threshold_brush_download(live_server: str, camus_views: dict[str
     assert int(np.count_nonzero(mask)) == painted
     rows, cols = np.nonzero(mask.T)  # the file is transposed; the page shows it apex up
     assert np.ptp(cols) > 70 and np.ptp(rows) < 15  # a horizontal stroke of radius 4 across 40% of the image
+
+
+def test_a_multiclass_model_hides_the_threshold_and_names_its_classes(tiny_multiclass_model: Path) -> None:
+    """The threshold only decides for a binary model; a multi-class one takes the most likely class."""
+    expect = sync_api.expect
+    with live_server(create_app(tiny_multiclass_model, Config())) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            expect(page.locator("#model-info")).to_have_text(
+                "model: tiny4.safetensors · plain_unet · classes: LV endocardium, LV myocardium, left atrium")
+            expect(page.locator("#threshold")).to_be_hidden()
+            expect(page.locator("#brush-class option")).to_have_count(3)
+            expect(page.locator("#closing-radius")).to_be_visible()
+        finally:
+            browser.close()

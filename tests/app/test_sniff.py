@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cardioseg.app.ef import parse_view
-from cardioseg.app.sniff import HEAD_BYTES, Kind, sniff
+from cardioseg.anatomy import parse_view
 from cardioseg.app.upload import plain_name
+from cardioseg.data.sniff import HEAD_BYTES, Kind, sniff
 from cardioseg.errors import DataError
 
 

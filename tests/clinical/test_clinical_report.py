@@ -19,7 +19,7 @@ from cardioseg.anatomy import Role
 from cardioseg.clinical.echo import EchoFrame, EchoLabels, echo_labels, ef_table
 from cardioseg.clinical.volume_table import VolumeCase, volume_row, volume_table
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.evaluation.clinical_outputs import clinical_outputs, prepared_ef_table
+from cardioseg.evaluation.clinical_outputs import clinical_outputs, clinical_summary_lines, prepared_ef_table
 from cardioseg.plan import ClassSpec, Plan
 from evaluation_folders import eroded_predictions
 
@@ -43,7 +43,7 @@ def test_volume_of_a_known_cube_in_ml() -> None:
     assert row["ml_ref"] == pytest.approx(2.140625)
     assert row["ml_pred"] == pytest.approx(1.7125)
     assert row["error"] == pytest.approx(-0.428125)
-    assert row["rel_error"] == pytest.approx(0.2)
+    assert row["rel_error_pct"] == pytest.approx(20.0)
     assert row["unit"] == "mL" and row["notes"] == ""
 
 
@@ -51,7 +51,7 @@ def test_empty_masks_give_notes_not_ratios() -> None:
     empty = np.zeros((4, 4, 4), bool)
     row = volume_row(empty, empty, None)
     assert row["unit"] == "voxels" and row["ml_ref"] is None
-    assert math.isnan(row["rel_error"])
+    assert math.isnan(row["rel_error_pct"])
     assert "reference mask is empty" in row["notes"] and "predicted mask is empty" in row["notes"]
 
 
@@ -105,6 +105,9 @@ def test_left_atrium_volumes_of_real_msd_masks(msd_small: PreparedDataset, msd_e
     stats = summary["volumes"]["agreement"]["left atrium"]
     assert stats["n"] == len(table) and stats["bias"] < 0
     assert stats["mae"] == pytest.approx(table["abs_error"].mean(), rel=1e-4)
+    relative = 100 * table["abs_error"] / table["ml_ref"]  # percent, as the column's name says
+    assert np.allclose(table["rel_error_pct"], relative, rtol=1e-4) and "rel_error" not in table
+    assert summary["volumes"]["per_class"]["left atrium"]["mean_rel_error_pct"] == pytest.approx(relative.mean(), rel=1e-4)
     assert summary["volumes"]["unit"] == "mL"
     assert (msd_eval / "bland_altman_volume.png").stat().st_size > 10_000
     assert "ef" not in summary and not (msd_eval / "clinical_ef.csv").exists()
@@ -214,3 +217,31 @@ def test_the_role_names_the_cavity_in_any_layout() -> None:
     assert echo_labels(plan) == (EchoLabels(1, None), "")
     found, reason = echo_labels(plan_of("msd", None, [("left atrium", "left_atrium")]))
     assert found is None and "LV cavity" in reason
+
+
+def test_two_volumes_give_a_caveat_not_a_correlation(msd_eval: Path) -> None:
+    """Two real volumes: r would be exactly ±1 and the limits of agreement rest on one degree of freedom."""
+    stats = json.loads((msd_eval / "summary.json").read_text())["clinical"]["volumes"]["agreement"]["left atrium"]
+    assert stats["n"] == 2 and stats["bias"] is not None
+    assert stats["pearson_r"] is None and stats["loa_lower"] is None and stats["loa_upper"] is None
+    assert stats["note"] == "n = 2: too few cases for a correlation / limits of agreement"
+
+
+def test_console_summary_of_echo_and_volume_evaluations(camus_eval: Path, msd_eval: Path) -> None:
+    echo = json.loads((camus_eval / "summary.json").read_text())["clinical"]
+    ef = echo["ef"]["agreement"]["ef"]
+    lines = clinical_summary_lines(echo)
+    assert lines[0] == "EF (biplane Simpson, 4 of 4 patients measurable):"
+    assert lines[1] == (f"  EF: bias {ef['bias']:+.1f} %, 95% limits {ef['loa_lower']:.1f} to {ef['loa_upper']:.1f} %, "
+                        f"MAE {ef['mae']:.1f} %, n = 4")
+    assert lines[2].startswith("  EDV: bias ") and "px³" in lines[2]
+    assert "Clinical files: clinical_ef.csv, bland_altman_ef.png" in lines
+    volumes = json.loads((msd_eval / "summary.json").read_text())["clinical"]
+    per_class = volumes["volumes"]["per_class"]["left atrium"]
+    lines = clinical_summary_lines(volumes)
+    assert lines[0] == "Volumes (2 volumes, mL):"
+    assert lines[1].startswith(f"  left atrium: mean |error| {per_class['mean_abs_error']:.1f} mL, "
+                               f"mean relative error {per_class['mean_rel_error_pct']:.1f} %, n = 2")
+    assert "Clinical files: clinical_volumes.csv, bland_altman_volume.png" in lines
+    assert clinical_summary_lines({"notes": ["no predictions: no clinical index computed"], "files": []}) == [
+        "Note: no predictions: no clinical index computed"]

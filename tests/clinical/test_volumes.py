@@ -42,9 +42,9 @@ def test_clinical_error_is_a_cardioseg_error() -> None:
 
 
 def test_volume_agreement() -> None:
-    assert volume_agreement(110.0, 100.0) == {"error": 10.0, "abs_error": 10.0, "rel_error": pytest.approx(0.1)}
+    assert volume_agreement(110.0, 100.0) == {"error": 10.0, "abs_error": 10.0, "rel_error_pct": pytest.approx(10.0)}
     assert volume_agreement(90.0, 100.0)["error"] == -10.0
-    assert math.isnan(volume_agreement(5.0, 0.0)["rel_error"])
+    assert math.isnan(volume_agreement(5.0, 0.0)["rel_error_pct"])
 
 
 def test_agreement_stats_by_hand() -> None:
@@ -60,6 +60,7 @@ def test_agreement_stats_by_hand() -> None:
         "loa_lower": pytest.approx(1.0 - 1.96 * sd),
         "loa_upper": pytest.approx(1.0 + 1.96 * sd),
         "mae": pytest.approx(1.0),
+        "note": "",
     }
 
 
@@ -70,9 +71,20 @@ def test_agreement_stats_excludes_and_counts_nan_pairs() -> None:
     assert stats["mae"] == pytest.approx(5.0)
 
 
+def test_two_pairs_give_no_correlation_or_limits_but_a_note() -> None:
+    """Two points always lie on a line: r would be exactly -1 here, and an SD of two differences means little."""
+    stats = agreement_stats([10.0, 20.0], [12.0, 16.0])  # differences -2, +4
+    assert stats["n"] == 2 and stats["bias"] == pytest.approx(1.0) and stats["mae"] == pytest.approx(3.0)
+    assert all(math.isnan(stats[key]) for key in ("pearson_r", "sd_diff", "loa_lower", "loa_upper"))
+    assert stats["note"] == "n = 2: too few cases for a correlation / limits of agreement"
+    three = agreement_stats([10.0, 20.0, 30.0], [12.0, 16.0, 29.0])
+    assert three["note"] == "" and np.isfinite(three["pearson_r"]) and np.isfinite(three["loa_upper"])
+
+
 def test_agreement_stats_undefined_cases() -> None:
     one = agreement_stats([1.0], [2.0])
     assert one["n"] == 1 and math.isnan(one["sd_diff"]) and math.isnan(one["pearson_r"])
+    assert agreement_stats([], [])["note"] == "n = 0: too few cases for a correlation / limits of agreement"
     constant = agreement_stats([3.0, 3.0, 3.0], [1.0, 2.0, 3.0])
     assert math.isnan(constant["pearson_r"])
     with pytest.raises(ClinicalError, match="paired"):

@@ -151,3 +151,48 @@ def test_undeclared_mask_values_are_an_error(tmp_path: Path) -> None:
         Image.fromarray(mask).save(root / "masks" / f"{patient}_a.png")
     with pytest.raises(DataError, match="outside the declared labels"):
         prepare_dataset(_cfg(root, tmp_path / "out", **{"data.labels": {1: 1}, "preprocess.size": [16, 16]}), progress=False)
+
+
+def _folders_dataset(camus224: Path, root: Path, names: list[str]) -> list[Path]:
+    """An images/ + masks/ folder holding a different real CAMUS image under each of ``names``."""
+    sources = sorted((camus224 / "val").glob("patient*_2CH_ED.png"))[: len(names)]
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for name, source in zip(names, sources):
+        Image.open(source).save(root / "images" / name)
+        Image.open(source.with_name(source.stem + "_gt.png")).save(root / "masks" / name)
+    return sources
+
+
+def test_case_ids_that_differ_only_in_punctuation_stay_two_cases(camus224: Path, tmp_path: Path) -> None:
+    names = ["p1 x.png", "p1_x.png", "p1-x.png"]
+    sources = _folders_dataset(camus224, tmp_path / "raw", names)
+    result = prepare_dataset(_cfg(tmp_path / "raw", tmp_path / "out", **{"preprocess.size": [32, 32]}), progress=False)
+    prepared = PreparedDataset(result.out_dir)
+    assert sorted(prepared.cases) == ["p1 x", "p1-x", "p1_x"]
+    for name, source in zip(names, sources):  # each case holds its own file's pixels, none another's
+        np.testing.assert_array_equal(prepared.original_image(Path(name).stem), np.asarray(Image.open(source)))
+
+
+def test_a_second_prepare_into_the_same_folder_is_refused(camus224: Path, tmp_path: Path) -> None:
+    from cardioseg.errors import CardiosegError
+    from cardioseg.fileio import folder_lock
+
+    _folders_dataset(camus224, tmp_path / "raw", ["a.png", "b.png"])
+    out = tmp_path / "out"
+    with folder_lock(out, "cardioseg prepare", replaced_whole=True), pytest.raises(CardiosegError) as refused:
+        prepare_dataset(_cfg(tmp_path / "raw", out, **{"preprocess.size": [32, 32]}), progress=False)
+    assert "in use by cardioseg prepare (PID" in str(refused.value)
+    assert not out.exists() and not list(tmp_path.glob(".out.partial*"))
+
+
+def test_leftovers_of_a_prepare_killed_mid_swap_do_not_block_the_next(camus224: Path, tmp_path: Path) -> None:
+    _folders_dataset(camus224, tmp_path / "raw", ["a.png", "b.png"])
+    cfg = _cfg(tmp_path / "raw", tmp_path / "out", **{"preprocess.size": [32, 32]})
+    prepare_dataset(cfg, progress=False)
+    for leftover in (".out.old", ".out.partial"):  # a kill between the two renames, or during the build
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "images.npy").write_bytes(b"stale")
+    result = prepare_dataset(cfg, progress=False)
+    assert PreparedDataset(result.out_dir).manifest.shape[0] == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")) == [".out.lock"]

@@ -143,3 +143,38 @@ def test_unreadable_images_name_the_file(tree: Path) -> None:
     (tree / "images" / "pc_003.dcm").write_bytes(b"garbage, not DICOM" * 20)
     with pytest.raises(DataError, match=r"pc_003\.dcm"):
         _load(tree, "pc_003")
+
+
+def test_camus_style_names_give_view_and_phase_as_camus_png_does(camus224: Path, tmp_path: Path) -> None:
+    """A lab's apical 2CH/4CH ED/ES images in images/ + masks/ carry their view and phase, so EF can follow."""
+    from cardioseg.clinical.echo import apical_views
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    sources = sorted((camus224 / "train").glob("patient000[12]_[24]CH_E[DS].png"))
+    assert len(sources) == 8
+    for image in sources:
+        shutil.copy(image, tmp_path / "images" / image.name)
+        shutil.copy(image.with_name(f"{image.stem}_gt.png"), tmp_path / "masks" / f"{image.stem}_gt.png")
+    shutil.copy(sources[0], tmp_path / "images" / "scan_without_a_view.png")
+    shutil.copy(sources[0].with_name(f"{sources[0].stem}_gt.png"), tmp_path / "masks" / "scan_without_a_view.png")
+
+    refs = {r.case_id: r for r in READER.discover(tmp_path, CFG)}
+    camus = {r.case_id: r for r in get_reader("camus_png").discover(camus224, CFG) if r.case_id in refs}
+    assert len(camus) == 8
+    assert {k: (r.patient_id, r.view, r.phase) for k, r in refs.items() if k in camus} == {
+        k: (r.patient_id, r.view, r.phase) for k, r in camus.items()}
+    assert (refs["scan_without_a_view"].view, refs["scan_without_a_view"].phase) == (None, None)
+    case = READER.load(refs["patient0002_4CH_ES"], DataConfig(labels={1: 1, 2: 2, 3: 3}))
+    assert (case.view, case.phase) == ("4CH", "ES")
+    tags = [(r.case_id, r.patient_id, r.view, r.phase) for r in refs.values()]
+    assert {patient: sorted(views) for patient, views in apical_views(tags).items()} == {
+        patient: [("2CH", "ED"), ("2CH", "ES"), ("4CH", "ED"), ("4CH", "ES")] for patient in ("patient0001", "patient0002")}
+
+
+def test_a_jpeg_mask_named_png_gets_the_jpeg_hint(tree: Path) -> None:
+    """The hint follows the content: a lossy mask saved as .png is still JPEG-altered."""
+    mask = _square(255)
+    Image.fromarray(mask).save(tree / "masks" / "pa_001_mask.png", format="JPEG", quality=50)
+    with pytest.raises(DataError, match=r"pa_001_mask\.png.*JPEG compression alters mask values"):
+        _load(tree, "pa_001")

@@ -69,3 +69,41 @@ def test_read_only_output_folder(read_only: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "Read-only file system" in result.stderr and str(read_only.parent) in result.stderr
     assert _digest(read_only) == before
+
+
+def test_model_files_get_the_users_umask(tmp_path: Path) -> None:
+    """Every output, the model file included (safetensors writes its own 0600 file), is as readable as
+    any file the user creates: 0644 under the usual umask 022."""
+    probe = (
+        "import os, stat, torch; os.umask(0o022)\n"
+        "from cardioseg.config import ModelConfig\n"
+        "from cardioseg.models.checkpoint import ModelBundle, save_bundle\n"
+        "from cardioseg.models.factory import build_model\n"
+        "from cardioseg.plan import ClassSpec, Plan\n"
+        "cfg = ModelConfig(arch='plain_unet', encoder=None, classes=1, options={'base': 4, 'depth': 2})\n"
+        "plan = Plan(layout='folders', label_map={1: 1}, classes=(ClassSpec(id=0, name='background'), ClassSpec(id=1, name='LV')))\n"
+        f"path = save_bundle(ModelBundle(build_model(cfg), cfg, plan), {str(tmp_path / 'model.safetensors')!r})\n"
+        "print(oct(stat.S_IMODE(path.stat().st_mode)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "0o644", done.stdout + done.stderr
+
+
+def test_a_lock_names_its_holder_and_is_taken_over_when_the_holder_dies(tmp_path: Path) -> None:
+    from cardioseg.errors import CardiosegError
+    from cardioseg.fileio import folder_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom cardioseg.fileio import folder_lock\n"
+         f"with folder_lock({str(tmp_path)!r}, 'cardioseg train'):\n    print('held', flush=True)\n    time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CardiosegError) as refused, folder_lock(tmp_path, "cardioseg train"):
+            pass
+        assert f"in use by cardioseg train (PID {holder.pid} on " in str(refused.value)
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies without any clean-up: its lock file stays behind
+        holder.wait()
+    with folder_lock(tmp_path, "cardioseg train"):  # the dead holder's lock is taken over
+        assert f"PID {os.getpid()} " in (tmp_path / ".cardioseg.lock").read_text()

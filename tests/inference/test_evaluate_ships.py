@@ -53,12 +53,17 @@ def _models(models: list[Path]) -> list[str]:
     return [arg for m in models for arg in ("-m", str(m))]
 
 
+def _raw_camus_folder(camus224: Path, folder: Path, count: int) -> Path:
+    """A raw CAMUS-PNG folder of the first ``count`` validation images and their references."""
+    folder.mkdir()
+    for file in camus_files(camus224, count):
+        shutil.copy(file, folder / file.name)
+        shutil.copy(file.with_name(file.stem + "_gt.png"), folder / f"{file.stem}_gt.png")
+    return folder
+
+
 def test_evaluate_scores_the_masks_predict_writes_2d(camus224: Path, two_models: list[Path], tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for file in camus_files(camus224, 6):
-        shutil.copy(file, raw / file.name)
-        shutil.copy(file.with_name(file.stem + "_gt.png"), raw / f"{file.stem}_gt.png")
+    raw = _raw_camus_folder(camus224, tmp_path / "raw", 6)
     runner = CliRunner()
     shipped = [*_models(two_models), "--tta", "--backend", "onnx"]
     evaluated = runner.invoke(app, ["evaluate", *shipped, "-d", str(raw), "--split", "all", "-o", str(tmp_path / "ev"),
@@ -194,3 +199,30 @@ def test_undrawn_classes_are_left_out_of_that_cases_metrics() -> None:
     assert set(scores["raw"]) == {"cavity"} and scores["raw"]["cavity"]["dice"] == 1.0
     scores, _ = score_case(prob, ref, plan, Config(), None, 2, [])
     assert set(scores["raw"]) == {"cavity", "myo"} and scores["raw"]["myo"]["dice"] == 0.0
+
+
+def test_an_earlier_evaluation_is_replaced_only_with_overwrite(camus224: Path, camus_checkpoint: Path,
+                                                               tmp_path: Path) -> None:
+    model = Path(shutil.copy(camus_checkpoint, tmp_path / "model.safetensors"))
+    raw = _raw_camus_folder(camus224, tmp_path / "echo_lab", 4)
+    runner = CliRunner()
+
+    def evaluate(*extra: str) -> str:
+        result = runner.invoke(app, ["evaluate", "-m", str(model), "-d", str(raw), "-q", *extra])
+        return " ".join(result.output.split()) + f" [exit {result.exit_code}]"
+
+    said = evaluate("--split", "all")
+    assert said.endswith("[exit 0]")
+    # one patient's 2CH and 4CH at ED and ES: the console shows the EF agreement and names the clinical files
+    assert "EF (biplane Simpson, 1 of 1 patients measurable)" in said and "EF: bias" in said
+    assert "Clinical files: clinical_ef.csv" in said
+    first = EvaluationFiles(tmp_path / "evaluation" / "echo_lab-all")
+    assert json.loads(first.summary.read_text())["split"] == "all"
+    written = first.summary.stat().st_mtime_ns
+
+    refused = evaluate("--split", "all")
+    assert "already holds an evaluation" in refused and "--overwrite" in refused and refused.endswith("[exit 1]")
+    assert first.summary.stat().st_mtime_ns == written  # untouched
+
+    assert evaluate("--split", "all", "--overwrite").endswith("[exit 0]")
+    assert first.summary.stat().st_mtime_ns > written

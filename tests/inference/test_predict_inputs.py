@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from safetensors.torch import load_file, save_file
@@ -144,3 +145,67 @@ def test_dicom_without_suffix_is_recognised_by_its_preamble(sunnybrook5: Path, t
     found, skipped = find_inputs([tmp_path])
     assert [(f.path.name, f.kind) for f in found] == [("IM0001", "dicom")]
     assert skipped == [tmp_path / "README"]
+
+
+def test_one_truncated_file_does_not_abort_the_folder_with_skip_bad(camus224: Path, camus_checkpoint: Path,
+                                                                     tmp_path: Path) -> None:
+    sources = sorted((camus224 / "val").glob("patient*_ED.png"))[:2]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for source in sources:
+        Image.open(source).save(folder / source.name)
+    truncated = folder / "truncated.png"
+    truncated.write_bytes(sources[0].read_bytes()[:300])  # a copy cut short, as a failed transfer leaves it
+    out = tmp_path / "out"
+
+    stopped = CliRunner().invoke(app, ["predict", str(folder), "-m", str(camus_checkpoint), "-o", str(out), "-q"])
+    assert stopped.exit_code == 1 and "truncated.png" in stopped.output and "--skip-bad" in stopped.output
+
+    went_on = CliRunner().invoke(app, ["predict", str(folder), "-m", str(camus_checkpoint), "-o", str(out), "-q",
+                                       "--skip-bad"])
+    assert went_on.exit_code == 1, went_on.output  # non-zero: one input has no mask
+    assert "1 input(s) could not be segmented" in went_on.output and "truncated.png" in went_on.output
+    assert all((out / f"{s.stem}_mask.png").is_file() for s in sources)
+    assert not (out / "truncated_mask.png").exists()
+    listed = pd.read_csv(out / "bad_files.csv")
+    assert listed.file.tolist() == [str(truncated)]
+    assert len(pd.read_csv(out / "predictions.csv")) == 2
+
+
+def test_predict_says_which_file_and_backend_ran(camus224: Path, camus_checkpoint: Path, tmp_path: Path) -> None:
+    source = sorted((camus224 / "val").glob("patient*_ED.png"))[0]
+    ran = CliRunner().invoke(app, ["predict", str(source), "-m", str(camus_checkpoint), "-o", str(tmp_path / "o"),
+                                   "-q", "--backend", "torch"])
+    assert ran.exit_code == 0 and f"Ran: {camus_checkpoint.name} on PyTorch" in ran.output
+
+
+def test_dicom_prediction_reports_area_in_mm2(sunnybrook5: Path, camus_checkpoint: Path, tmp_path: Path) -> None:
+    import pydicom
+
+    dicom = sorted((sunnybrook5 / "dicoms").glob("*/*.dcm"))[0]
+    row_mm, col_mm = (float(v) for v in pydicom.dcmread(dicom, stop_before_pixels=True).PixelSpacing)
+    result = predict_files([dicom], [camus_checkpoint], _cfg(tmp_path / "out"))
+    row = result.outputs.iloc[0]
+    mask = _png(tmp_path / "out" / f"{dicom.stem}_mask.png")
+    assert row["lv_pixels"] == int((mask == 1).sum())
+    assert row["lv_area_mm2"] == pytest.approx((mask == 1).sum() * row_mm * col_mm, abs=0.01)
+
+
+def test_volume_prediction_reports_volume_in_ml(small_volume: Path, tmp_path: Path) -> None:
+    import nibabel as nib
+    import torch
+    from inference_helpers import make_bundle
+
+    from cardioseg.config import PreprocessConfig
+    from cardioseg.models.checkpoint import save_bundle
+
+    pre = PreprocessConfig(normalize="percentile", size=(64, 64))
+    planes = torch.from_numpy(np.asarray(nib.load(small_volume).dataobj, np.float32)[..., :3].transpose(2, 0, 1)[:, None])
+    planes = torch.nn.functional.interpolate((planes - planes.mean()) / planes.std(), size=(64, 64))
+    model = save_bundle(make_bundle("plain_unet", planes, pre, fix="none", base=8), tmp_path / "vol.safetensors")
+    result = predict_files([small_volume], [model], _cfg(tmp_path / "out"))
+    row = result.outputs.iloc[0]
+    zooms = nib.load(small_volume).header.get_zooms()[:3]
+    labels = np.asarray(nib.load(tmp_path / "out" / "la_003_small_mask.nii.gz").dataobj)
+    assert row["spacing_mm"] == "x".join(f"{float(z):g}" for z in zooms)
+    assert row["lv_volume_ml"] == pytest.approx((labels == 1).sum() * float(np.prod(zooms)) / 1000, abs=1e-3)

@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 
 from cardioseg.cli import app
 from cardioseg.config import Config, SweepConfig
-from cardioseg.errors import ConfigError, DataError
+from cardioseg.errors import CardiosegError, ConfigError, DataError
 from cardioseg.evaluation.evaluate import EvaluationResult
+from cardioseg.fileio import folder_lock
 from cardioseg.sweep import trial
 from cardioseg.sweep.grid import GridPoint, expand_grid, validate_sweep
-from cardioseg.sweep.run import run_sweep, sweep_lock
+from cardioseg.sweep.run import run_sweep
 from cardioseg.sweep.stats import paired_comparison, pareto_front
 from cardioseg.sweep.tables import aggregate, architecture_table, best_table, comparisons, runs_frame
 from cardioseg.sweep.writeup import to_markdown, write_report
@@ -124,7 +125,7 @@ def test_a_restarted_sweep_skips_finished_runs(prepared32: Path, tmp_path: Path,
     (tmp_path / "sweep" / "runs" / fake.trained[0] / trial.RECORD_FILE).unlink()  # as if killed before its record
     third = run_sweep(cfg)
     assert (third.ran, third.skipped, fake.trained[-1]) == (1, 1, fake.trained[0])
-    with sweep_lock(tmp_path / "sweep"), pytest.raises(ConfigError, match="another sweep is running"):
+    with folder_lock(tmp_path / "sweep", "cardioseg sweep"), pytest.raises(CardiosegError, match=r"in use by cardioseg sweep \(PID \d+"):
         run_sweep(cfg)
 
 

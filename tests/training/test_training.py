@@ -123,3 +123,61 @@ def test_kill_9_mid_epoch_then_resume(camus224: Path, tmp_path: Path) -> None:
     # epoch, so at most the steps since the last checkpoint (every 5) are lost, none repeated twice over.
     assert 3 * 32 - 2 * 5 <= final["global_step"] <= 3 * 32 + 5
     assert load_bundle(run_dir / "model.safetensors").model is not None
+    import pandas as pd
+
+    logged = pd.read_csv(run_dir / "logs" / "metrics.csv")  # steps trained again after the kill are logged once
+    assert logged.step.is_monotonic_increasing and logged.epoch.max() == 2
+
+
+def test_a_finished_run_is_left_alone_unless_asked_for_more_epochs(trained_run, tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cardioseg.cli import app
+
+    cfg, result = trained_run
+    run_dir = Path(shutil.copytree(result.run_dir, tmp_path / "run"))
+    model = run_dir / "model.safetensors"
+    before = model.read_bytes()
+    again = CliRunner().invoke(app, ["train", "-d", str(cfg.data.prepared), "-r", str(run_dir), "--arch", "unet",
+                                     "--encoder", "resnet18", "--epochs", "2", "-q"])
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.output.split())
+    assert "is a finished run (2 epoch(s)" in said and "--more-epochs" in said
+    assert model.read_bytes() == before
+
+    more = cfg.model_copy(deep=True)
+    more.train.run_dir, more.train.more_epochs = run_dir, 1
+    extended = train(more, progress=False)
+    assert not extended.already_finished and extended.epochs_run == 3
+    assert model.read_bytes() != before
+    import pandas as pd
+
+    logged = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    ends = logged[logged.train_loss_epoch.notna()].epoch.astype(int).tolist()
+    assert ends == [0, 1, 2]  # the first two kept from the finished run, the third trained once
+
+
+def test_two_trainings_on_one_folder_are_refused(trained_run, tmp_path: Path) -> None:
+    from cardioseg.errors import CardiosegError
+    from cardioseg.fileio import folder_lock
+
+    cfg, _ = trained_run
+    busy = cfg.model_copy(deep=True)
+    busy.train.run_dir = tmp_path / "busy"
+    with folder_lock(busy.train.run_dir, "cardioseg train"), pytest.raises(CardiosegError) as refused:
+        train(busy, progress=False)
+    assert f"in use by cardioseg train (PID {os.getpid()}" in str(refused.value)
+    assert not (tmp_path / "busy" / "checkpoints").exists()
+
+
+def test_patience_restarts_when_a_stopped_run_is_extended() -> None:
+    from cardioseg.training.callbacks import PatienceFromNow
+
+    stopped = PatienceFromNow("val_dice", mode="max", patience=3)
+    stopped.wait_count, stopped.stopped_epoch, stopped.best_score = 3, 7, torch.tensor(0.91)
+    resumed = PatienceFromNow("val_dice", mode="max", patience=3)
+    resumed.load_state_dict(stopped.state_dict())
+    assert (resumed.wait_count, resumed.stopped_epoch) == (0, 0)
+    assert float(resumed.best_score) == pytest.approx(0.91)  # the best so far still counts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from cardioseg.cli import app
@@ -17,6 +20,9 @@ from cardioseg.errors import DataError
 from cardioseg.fileio import write_npz
 from cardioseg.report.html import build_report
 from cardioseg.report.inputs import load_evaluation
+from cardioseg.viz.frames import DISPLAY_HEIGHT
+from cardioseg.viz.palette import hex_colour
+from cardioseg.viz.volume3d import MAX_POINTS
 
 EXTERNAL = re.compile(r"""<(?:script|img|video|link|iframe)[^>]*(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
 
@@ -31,7 +37,8 @@ def copy_evaluation(evaluation: Path, dest: Path) -> Path:
 def test_echo_report_is_self_contained(echo_report: Path) -> None:
     html = echo_report.read_text()
     assert not EXTERNAL.search(html)  # nothing fetched: every image and video is inline
-    assert html.count('src="data:image/png;base64,') >= 5  # distributions, Bland-Altman, 3 cases
+    assert html.count('src="data:image/png;base64,') >= 2  # distributions, Bland-Altman
+    assert html.count('src="data:image/webp;base64,') == 3  # best, median and worst cases
     assert html.count('src="data:video/mp4;base64,') == 4  # one video per patient (4 patients)
     assert "Left-ventricular volumes and ejection fraction" in html and "Bland-Altman" in html
     assert 'class="sortable"' in html and "patient0001_2CH_ED" in html
@@ -46,6 +53,43 @@ def test_mri_report_has_volumes_and_3d_view(mri_report: Path) -> None:
     assert 'id="view3d-plot"' in html and not EXTERNAL.search(html)
     assert html.count('src="data:video/mp4;base64,') == 1
     assert len(list(mri_report.parent.glob("volume3d_*.html"))) == 1
+    assert f'<span class="swatch" style="border-color: {hex_colour(1)}"></span>left atrium' in html  # the legend
+    # two volumes: the agreement table says why r and the limits are missing instead of showing r = ±1
+    row = re.search(r'<td class="text">left atrium volume</td>(.*?)</tr>', html, re.S)
+    assert row and "n = 2: too few cases for a correlation / limits of agreement" in row.group(1)
+    assert row.group(1).count(">n/a</td>") == 3  # Pearson r, SD of differences, limits of agreement
+
+
+def images_of(html: str) -> list[tuple[str, Image.Image]]:
+    return [(mime, Image.open(io.BytesIO(base64.b64decode(data))))
+            for mime, data in re.findall(r'src="data:(image/[a-z]+);base64,([^"]+)"', html)]
+
+
+def points_of(html: str) -> int:
+    """Surface points in the report's 3D view (plotly's typed arrays: dtype and base64 bytes)."""
+    found = re.search(r'<script type="application/json" id="view3d-figure">(.*?)</script>', html, re.S)
+    assert found
+    figure = json.loads(found.group(1))
+    return sum(len(base64.b64decode(t["x"]["bdata"])) // np.dtype(t["x"]["dtype"]).itemsize
+               for t in figure["data"] if isinstance(t["x"], dict))
+
+
+def test_volume_report_stays_small(mri_report: Path) -> None:
+    """The size follows from the design: plotly.js is carried compressed, the 3D view holds at most MAX_POINTS
+    surface points, case pictures are lossy WebP at display size, figures no wider than a page."""
+    from plotly.offline import get_plotlyjs
+
+    html, library = mri_report.read_text(), len(get_plotlyjs())
+    assert 0 < points_of(html) <= MAX_POINTS
+    figure = re.search(r'id="view3d-figure">(.*?)</script>', html, re.S)
+    packed = re.search(r'id="plotly-gz">(.*?)</script>', html, re.S)
+    assert figure and len(figure.group(1)) < 40 * MAX_POINTS  # float32 points, 16-bit triangles
+    assert packed and len(packed.group(1)) < library / 2
+    assert len(html) < 0.75 * library  # the whole report weighs less than the library would alone
+    images = images_of(html)
+    cases = [image for mime, image in images if mime == "image/webp"]
+    assert cases and all(image.height <= DISPLAY_HEIGHT + 100 and image.width <= 2 * DISPLAY_HEIGHT for image in cases)
+    assert all(image.width <= 1600 for _, image in images)
 
 
 def test_run_folder_finds_its_evaluation_and_curves(camus_eval: Path, tmp_path: Path) -> None:
@@ -135,3 +179,16 @@ def test_cli_report(camus_eval: Path, tmp_path: Path) -> None:
     assert out.is_file() and "Report:" in result.output
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nowhere")])
     assert bad.exit_code == 1 and "folder not found" in bad.output
+
+
+def test_volume_table_of_an_older_evaluation_shows_percent(msd_eval: Path, tmp_path: Path) -> None:
+    """Evaluations written before the columns carried their unit stored ``rel_error`` as a fraction."""
+    import pandas as pd
+
+    evaluation = copy_evaluation(msd_eval, tmp_path / "evaluation")
+    table = pd.read_csv(evaluation / "clinical_volumes.csv")
+    table.insert(len(table.columns) - 1, "rel_error", table.pop("rel_error_pct") / 100)
+    table.to_csv(evaluation / "clinical_volumes.csv", index=False)
+    html = build_report(evaluation, load_config(overrides=NO_MEDIA)).read_text()
+    percent = 100 * float(table["rel_error"].iloc[0])
+    assert f'<td data-value="{percent!r}">{percent:.1f}</td>' in html

@@ -1,8 +1,10 @@
 """The JSON API the page talks to. No route takes a server path or a model: only uploaded bytes.
 
-Network inference runs in worker threads bounded by ``serve.workers`` (an upload waits for a free
-one); the cheap steps (re-thresholding, strokes, downloads) run in threads outside that limit, so a
-long inference never holds the event loop. Each session's lock orders the requests that touch it.
+The CPU-heavy steps run in worker threads bounded by ``serve.workers``: network inference with
+the session's first post-processing (an upload waits for a free worker), and every later
+post-processing (a settings change can cost as much as a closing over the whole volume). The cheap
+steps (strokes, undo, downloads) run in threads outside that limit; nothing long holds the event
+loop. Each session's lock orders the requests that touch it.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path as PathLib
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 import anyio
 import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from cardioseg.anatomy import PHASES, VIEWS
+from cardioseg.anatomy import PHASES, VIEWS, parse_view
 from cardioseg.app import downloads, ef
 from cardioseg.app.measure import measurements
 from cardioseg.app.segment import ServedModel, segment_file
@@ -28,6 +31,7 @@ from cardioseg.app.strokes import Stroke
 from cardioseg.app.upload import check_declared, plain_name, receive
 from cardioseg.artifacts import PredictionFiles
 from cardioseg.config import Config
+from cardioseg.viz.palette import class_colour
 
 T = TypeVar("T")
 SessionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -59,10 +63,10 @@ def session_of(app: AppState, session_id: str) -> Session:
         raise HTTPException(404, "no such session: it was closed or dropped after a long idle time; upload again") from None
 
 
-async def locked(session: Session, work: Callable[[], T]) -> T:
-    """Run ``work`` in a thread while holding the session's lock."""
+async def locked(session: Session, work: Callable[[], T], limiter: anyio.CapacityLimiter | None = None) -> T:
+    """Run ``work`` in a thread while holding the session's lock (and a worker of ``limiter``, when given)."""
     async with session.lock:
-        return await anyio.to_thread.run_sync(work)
+        return await anyio.to_thread.run_sync(work, limiter=limiter)
 
 
 def summary(session: Session) -> dict[str, Any]:
@@ -92,9 +96,12 @@ async def health() -> dict[str, str]:
 
 @router.get("/info")
 async def info(app: State) -> dict[str, Any]:
+    """The served model as the page describes it, the post-processing it starts with, the limits."""
+    member = app.model.segmenter.members[0]
     return {
-        "model": app.model.name, "binary": app.model.segmenter.binary,
-        "classes": [{"label": k, "name": v} for k, v in app.model.class_names.items()],
+        "model": app.model.name, "architecture": member.model_cfg.arch, "encoder": member.model_cfg.encoder,
+        "parameters": member.n_parameters, "binary": app.model.segmenter.binary,
+        "classes": [{"label": k, "name": v, "colour": list(class_colour(k))} for k, v in app.model.class_names.items()],
         "settings": Settings.initial(app.cfg.predict.postprocess).model_dump(),
         "max_upload_mb": app.cfg.serve.max_upload_mb, "views": list(VIEWS), "phases": list(PHASES),
     }
@@ -109,15 +116,18 @@ async def upload(request: Request, app: State, name: Annotated[str | None, Query
     folder = app.store.new_folder()
     try:
         path, kind = await receive(request.stream(), folder, limit)
-        scan = await anyio.to_thread.run_sync(segment_file, app.model, path, kind, limiter=app.inference)
-        if scan.volume is None:
-            path.unlink()
-        settings = Settings.initial(app.cfg.predict.postprocess)
-        session = await anyio.to_thread.run_sync(lambda: Session(new_id(), label, scan, app.model, settings, folder))
+
+        def segmented() -> Session:
+            scan = segment_file(app.model, path, kind, limit)
+            if scan.volume is None:
+                path.unlink()
+            return Session(new_id(), label, scan, app.model, Settings.initial(app.cfg.predict.postprocess), folder)
+
+        session = await anyio.to_thread.run_sync(segmented, limiter=app.inference)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    session.patient, session.view, session.phase = ef.parse_view(label)
+    session.patient, session.view, session.phase = parse_view(label)
     app.store.add(session)
     return summary(session)
 
@@ -174,7 +184,7 @@ async def set_settings(session_id: SessionId, settings: Settings, app: State, sl
         session.apply_settings(settings)
         return slice_payload(session, slice)
 
-    return await locked(session, work)
+    return await locked(session, work, app.inference)
 
 
 @router.post("/sessions/{session_id}/slices/{index}/strokes")
@@ -185,7 +195,9 @@ async def add_stroke(session_id: SessionId, index: int, stroke: Stroke, app: Sta
         session.paint(index, stroke)
         return slice_payload(session, index)
 
-    return await locked(session, work)
+    payload = await locked(session, work)
+    app.store.fit(keep=session.id)  # the stroke's undo step counts in the memory budget
+    return payload
 
 
 @router.post("/sessions/{session_id}/undo")
@@ -227,8 +239,13 @@ async def download_nifti(session_id: SessionId, app: State) -> Response:
 
 
 def _attachment(data: bytes, media_type: str, filename: str) -> Response:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename)
-    return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{safe}"'})
+    """A download named ``filename`` (RFC 6266): an ASCII ``filename``, plus ``filename*`` in UTF-8 when
+    the name is not plain ASCII (HTTP headers are Latin-1: a bare "Łukasz" or "患者" cannot go there)."""
+    fallback = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in filename)
+    disposition = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        disposition += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return Response(data, media_type=media_type, headers={"Content-Disposition": disposition})
 
 
 class EfRequest(BaseModel):

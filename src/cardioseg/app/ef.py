@@ -8,7 +8,6 @@ corrected masks, so every brush stroke updates the EF.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,16 +16,6 @@ from cardioseg.app.sessions import Session
 from cardioseg.clinical import ClinicalError, patient_ef
 
 UNNAMED = "patient"
-_VIEW_IN_NAME = re.compile(r"^(?:(.*?)[\s_.-]+)?([24]CH)[\s_.-]*(ED|ES)(?![A-Za-z])", re.IGNORECASE)
-
-
-def parse_view(name: str) -> tuple[str | None, str | None, str | None]:
-    """(patient, view, phase) from a file name; Nones where the name does not say."""
-    match = _VIEW_IN_NAME.search(name)
-    if match is None:
-        return None, None, None
-    patient, view, phase = match.groups()
-    return (patient or None), view.upper(), phase.upper()
 
 
 def patient_results(sessions: Iterable[Session]) -> list[dict[str, Any]]:

@@ -6,20 +6,29 @@ image is one plane (k = 1), oriented by the model's fix (camus224 PNGs are store
 the fix turns them apex up, the layout the biplane Simpson method assumes); a NIfTI volume stays
 in file order and is turned for display slice by slice. Probabilities are kept as float16: the
 threshold slider needs no finer steps and a volume costs half the memory.
+
+A small compressed upload can inflate to a huge array (a PNG or a gzipped NIfTI of zeros whose
+header declares 8000 x 8000 pixels of 16-bit RGBA, or 2000³ voxels), so each file is judged from
+its header before anything is decoded: its decoded size must stay within the upload limit
+(``serve.max_upload_mb``) and its voxel count within ``MAX_VOXELS``. Anything a reader raises
+on an upload is the file's fault and comes back as a DataError, as do shapes, pixel spacings
+and affines that are not positive finite numbers (they would break measurements and downloads).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from PIL import Image
+from PIL import Image, ImageMode
 
-from cardioseg.app.sniff import Kind
+from cardioseg.app.upload import UploadTooLarge
 from cardioseg.config import Config
-from cardioseg.data.readers.base import check_image, read_dicom, read_raster, reading
+from cardioseg.data.readers.base import check_image, read_dicom, read_dicom_header, read_raster, reading
+from cardioseg.data.readers.dicom_io import dicom_geometry
+from cardioseg.data.sniff import Kind
 from cardioseg.errors import DataError
 from cardioseg.inference.members import RunOptions, load_member
 from cardioseg.inference.pipeline import Segmenter
@@ -29,8 +38,9 @@ from cardioseg.plan import Plan
 from cardioseg.viz.frames import grey_levels
 
 MAX_VOXELS = 1 << 26
-"""Largest scan accepted (64 M voxels, about 320 MB held per session): a small compressed upload
-can still inflate to an image far larger than the upload limit."""
+"""Largest scan accepted (64 M voxels, about 320 MB held per session), whatever its pixel type."""
+PIL_FORMATS = {Kind.PNG: "PNG", Kind.JPEG: "JPEG"}
+"""The only decoder PIL may use for a sniffed kind."""
 
 
 @dataclass(frozen=True)
@@ -96,28 +106,55 @@ def _check_size(n_voxels: int) -> None:
         raise DataError(f"the image has {n_voxels:,} pixels; the app takes at most {MAX_VOXELS:,}")
 
 
+def _check_shape(shape: tuple[int, ...]) -> None:
+    """Every axis at least 1 long and the voxel count within ``MAX_VOXELS``, computed without overflow."""
+    if any(n < 1 for n in shape):
+        raise DataError(f"the header declares a shape of {tuple(shape)}: every dimension must be at least 1")
+    _check_size(math.prod(shape))
+
+
+def _check_decoded(n_bytes: int, what: str, max_mb: float) -> None:
+    """Refuse, before decoding, a file that would inflate past the upload limit."""
+    if n_bytes > max_mb * 2**20:
+        raise UploadTooLarge(f"{what} would decode to {n_bytes / 2**20:,.1f} MB, over the limit of {max_mb:g} MB "
+                             "(serve.max_upload_mb)")
+
+
+def _check_geometry(spacing: tuple[float, ...] | None, affine: np.ndarray | None, where: str) -> None:
+    if spacing is not None and not all(math.isfinite(s) and s > 0 for s in spacing):
+        raise DataError(f"the {where} {tuple(spacing)} must be positive finite numbers")
+    if affine is not None and not np.isfinite(affine).all():
+        raise DataError("the NIfTI affine (sform/qform) holds NaN or infinite values")
+
+
 def _display(image: np.ndarray) -> np.ndarray:
     """Grey levels windowed to the 1st-99th percentiles, as uint8."""
     low, high = grey_levels(image)
     return np.round(np.clip((image.astype(np.float32) - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
-def _read_plane(path: Path, kind: Kind) -> tuple[np.ndarray, tuple[float, float] | None]:
+def _read_plane(path: Path, kind: Kind, max_mb: float) -> tuple[np.ndarray, tuple[float, float] | None]:
     if kind is Kind.DICOM:
-        with reading(path, "DICOM file"):
-            header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-        _check_size(int(header.get("Rows", 0)) * int(header.get("Columns", 0)) * int(header.get("NumberOfFrames", 1) or 1))
+        declared = dicom_geometry(read_dicom_header(path), path)  # deflated files inflate within bounds only
+        _check_size(declared.pixels)
+        _check_decoded(declared.n_bytes, f"the {declared.describe()} DICOM image", max_mb)
         image, spacing, _ = read_dicom(path)
         return check_image(image, path), spacing
-    with reading(path, "image file"), Image.open(path) as opened:
+    with reading(path, "image file"), Image.open(path, formats=[PIL_FORMATS[kind]]) as opened:  # the header only
         _check_size(opened.width * opened.height)
+        mode = ImageMode.getmode(opened.mode)
+        pixel_bytes = len(mode.bands) * np.dtype(mode.typestr).itemsize
+        _check_decoded(opened.width * opened.height * pixel_bytes,
+                       f"the {opened.width}x{opened.height} {opened.mode} image", max_mb)
     return check_image(read_raster(path), path), None
 
 
-def segment_image(model: ServedModel, path: Path, kind: Kind) -> Scan:
+def segment_image(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> Scan:
     """A PNG, JPEG or DICOM image: probabilities on its own grid, then the model's orientation fix."""
-    image, spacing = _read_plane(path, kind)
+    with reading(path, f"{kind.name} file"):  # whatever a reader raises on an upload is the file's fault
+        image, spacing = _read_plane(path, kind, max_mb)
     _check_size(image.size)
+    _check_geometry(spacing, None, "pixel spacing")
     prob = model.segmenter.images([image])[0]
     fix = model.plan.orientation
     spacing = model.plan.plane_spacing(spacing)
@@ -133,15 +170,18 @@ def segment_image(model: ServedModel, path: Path, kind: Kind) -> Scan:
     )
 
 
-def segment_volume(model: ServedModel, path: Path, kind: Kind) -> Scan:
+def segment_volume(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> Scan:
     """A NIfTI volume, plane by plane along the model's slice axis, on the file's grid."""
-    volume = VolumeFile(path)
-    _check_size(volume.n_voxels)
+    volume = VolumeFile(path)  # reads the header only
+    _check_shape(volume.stored_shape)
+    dtype = volume.image.header.get_data_dtype()
+    _check_decoded(math.prod(volume.shape) * dtype.itemsize, f"the {'x'.join(map(str, volume.shape))} {dtype} volume", max_mb)
+    zooms = tuple(float(z) for z in volume.image.header.get_zooms()[:3])
+    _check_geometry(zooms, np.asarray(volume.image.affine), "voxel sizes")
     seg = model.segmenter
     prob = np.zeros((seg.classes, *volume.shape), np.float16)
     for k, plane in seg.volume(volume, default_memory_budget(), model.batch_size):
         np.moveaxis(prob, seg.slice_axis + 1, 1)[:, k] = plane
-    zooms = tuple(float(z) for z in volume.image.header.get_zooms()[:3])
     return Scan(
         kind=kind,
         image=_display(volume.read()),
@@ -153,6 +193,8 @@ def segment_volume(model: ServedModel, path: Path, kind: Kind) -> Scan:
     )
 
 
-def segment_file(model: ServedModel, path: Path, kind: Kind) -> Scan:
-    """Dispatch on the sniffed kind (never on the file name)."""
-    return segment_volume(model, path, kind) if kind.is_volume else segment_image(model, path, kind)
+def segment_file(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> Scan:
+    """Dispatch on the sniffed kind (never on the file name); ``max_mb`` bounds the decoded size."""
+    if kind.is_volume:
+        return segment_volume(model, path, kind, max_mb)
+    return segment_image(model, path, kind, max_mb)

@@ -2,14 +2,15 @@
 
 Everything the page needs is served from this package (``static/``): no CDN, and a Content
 Security Policy that lets the page load nothing from elsewhere. Errors reach the page as JSON
-``{"detail": ...}``: 400 for a bad file or request, 413 for an upload over the limit, 404 for an
-unknown session. Messages name the problem, never a path on the server.
+``{"detail": ...}``: 400 for a bad file or request or an unknown Host, 403 for a request that may
+be cross-site, 404 for an unknown session, 408 for a stalled upload, 413 for an upload over the
+limit. Messages name the problem, never a path on the server.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -19,9 +20,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cardioseg.app.api import AppState, router
+from cardioseg.app.guard import HostPolicy, csrf_problem
+from cardioseg.app.messages import without_paths
+from cardioseg.app.scratch import create_scratch
 from cardioseg.app.segment import load_model
 from cardioseg.app.sessions import SessionStore
-from cardioseg.app.upload import UploadTooLarge
+from cardioseg.app.upload import UploadStalled, UploadTooLarge
 from cardioseg.config import Config
 from cardioseg.errors import CardiosegError
 
@@ -35,23 +39,51 @@ SECURITY_HEADERS = {
 
 
 def create_app(model_path: str | Path, cfg: Config | None = None) -> FastAPI:
-    """The app serving ``model_path``; uploads and their sessions live in a scratch folder removed at exit."""
+    """The app serving ``model_path``; uploads and their sessions live in a scratch folder removed at shutdown.
+
+    The server's shutdown (uvicorn's answer to SIGTERM and SIGINT, or the end of a test client)
+    removes the folder; ``create_scratch`` removes those of servers that died without one.
+    """
     cfg = cfg or Config()
-    scratch = tempfile.TemporaryDirectory(prefix="cardioseg-serve-")
+    scratch = create_scratch()
     root = Path(scratch.name)
-    model = load_model(Path(model_path), cfg, root)
-    app = FastAPI(title="cardioseg", docs_url=None, redoc_url=None, openapi_url=None)
+    try:
+        model = load_model(Path(model_path), cfg, root)
+    except BaseException:
+        scratch.cleanup()
+        raise
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            scratch.cleanup()
+
+    app = FastAPI(title="cardioseg", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.scratch = scratch  # the folder lives as long as the app
     app.state.cardioseg = AppState(model, SessionStore(root / "sessions"), anyio.CapacityLimiter(cfg.serve.workers), cfg)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    _add_error_handlers(app)
+    _add_error_handlers(app, root)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    hosts = HostPolicy(cfg.serve)
+
     @app.middleware("http")
+    async def same_origin_only(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        host_problem = hosts.problem(request.headers.get("host"))
+        if host_problem is not None:
+            return JSONResponse({"detail": host_problem}, status_code=400)
+        cross_site = csrf_problem(request.method, dict(request.headers), request.url.scheme)
+        if cross_site is not None:
+            return JSONResponse({"detail": cross_site}, status_code=403)
+        return await call_next(request)
+
+    @app.middleware("http")  # the outer one: its headers go on every answer, refusals included
     async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
@@ -60,14 +92,23 @@ def create_app(model_path: str | Path, cfg: Config | None = None) -> FastAPI:
     return app
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _add_error_handlers(app: FastAPI, scratch: Path) -> None:
     @app.exception_handler(UploadTooLarge)
     async def too_large(_: Request, exc: UploadTooLarge) -> JSONResponse:
         return JSONResponse({"detail": exc.problem}, status_code=413, headers={"Connection": "close"})
 
+    @app.exception_handler(UploadStalled)
+    async def stalled(_: Request, exc: UploadStalled) -> JSONResponse:
+        return JSONResponse({"detail": exc.problem}, status_code=408, headers={"Connection": "close"})
+
     @app.exception_handler(CardiosegError)
     async def bad_input(_: Request, exc: CardiosegError) -> JSONResponse:
-        return JSONResponse({"detail": exc.problem}, status_code=400)
+        return JSONResponse({"detail": without_paths(exc.problem, scratch)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def failure(_: Request, exc: Exception) -> JSONResponse:
+        """A bug, not bad input: the page gets JSON it can show (the server still logs the traceback)."""
+        return JSONResponse({"detail": "internal error in the app (the server log has the details)"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,8 +6,11 @@ losing corrections and without running the network again. Edits are made on the 
 through a view of the (i, j, k) arrays, so they land in file order whatever the display turned.
 
 The store keeps the most recently used sessions within a count and a memory budget and drops
-idle ones; each session's folder (its uploaded file) goes with it. One asyncio lock per session
-serialises the requests that change it.
+idle ones; each session's folder (its uploaded file) goes with it. The budget counts everything a
+session holds, its undo steps (a copy of a slice each) included; over it, the oldest undo steps go
+first, least recently used sessions first, and whole sessions only after that: an undo step is
+cheaper to lose than a clinician's corrections. One asyncio lock per session serialises the
+requests that change it.
 """
 
 from __future__ import annotations
@@ -88,7 +91,11 @@ class Session:
 
     @property
     def n_bytes(self) -> int:
-        return self.scan.n_bytes + self.edits.nbytes + self.auto.nbytes
+        return self.scan.n_bytes + self.edits.nbytes + self.auto.nbytes + self.history_bytes
+
+    @property
+    def history_bytes(self) -> int:
+        return sum(before.nbytes for _, before in self.history)
 
     def _postprocessed(self) -> np.ndarray:
         raw = to_labels(self.scan.prob, self.settings.threshold)
@@ -156,9 +163,13 @@ class SessionStore:
         folder.mkdir(parents=True)
         return folder
 
+    @property
+    def n_bytes(self) -> int:
+        return sum(s.n_bytes for s in self.sessions.values())
+
     def add(self, session: Session) -> None:
         self.sessions[session.id] = session
-        self._evict(keep=session.id)
+        self.fit(keep=session.id)
 
     def get(self, session_id: str) -> Session:
         """The session, marked as used; KeyError when it never existed or was dropped."""
@@ -167,15 +178,27 @@ class SessionStore:
         self.sessions.move_to_end(session_id)
         return session
 
-    def _evict(self, keep: str) -> None:
+    def fit(self, keep: str) -> None:
+        """Back within the count and the memory budget: idle sessions dropped, then the oldest undo
+        steps, then the least recently used sessions. ``keep`` (the one just used) loses only undo
+        steps; a session busy in a worker thread is left untouched."""
         now = time.monotonic()
-        for session in list(self.sessions.values()):
-            if session.id == keep or session.lock.locked():
-                continue
-            too_many = len(self.sessions) > self.max_sessions
-            too_big = sum(s.n_bytes for s in self.sessions.values()) > self.memory_budget
-            if too_many or too_big or now - session.last_used > self.idle_seconds:
+        for session in self._free():
+            if session.id != keep and now - session.last_used > self.idle_seconds:
                 self.drop(session.id)
+        free = self._free()
+        for session in free:
+            while session.history and self.n_bytes > self.memory_budget:
+                session.history.popleft()
+        for session in free:
+            if len(self.sessions) <= self.max_sessions and self.n_bytes <= self.memory_budget:
+                break
+            if session.id != keep:
+                self.drop(session.id)
+
+    def _free(self) -> list[Session]:
+        """The sessions no request is working on, least recently used first."""
+        return [s for s in self.sessions.values() if not s.lock.locked()]
 
     def drop(self, session_id: str) -> None:
         session = self.sessions.pop(session_id, None)

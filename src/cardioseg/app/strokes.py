@@ -2,7 +2,8 @@
 
 Points are (x, y) = (column, row) in the pixels of the displayed slice; the stroke covers every
 pixel within ``radius`` of the polyline through them (discs at the points, thick lines between),
-which is what the page draws while the pointer moves.
+which is what the page draws while the pointer moves. Coordinates must be finite: JSON as Python
+parses it takes ``NaN`` and ``Infinity``, which would turn into arbitrary integer pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
 
 MAX_RADIUS = 64
 MAX_POINTS = 10_000
@@ -26,7 +27,7 @@ class Stroke(BaseModel):
     mode: Literal["brush", "eraser"]
     radius: int = Field(ge=0, le=MAX_RADIUS, description="pixels; 0 paints single pixels")
     label: int = Field(1, ge=1, le=255, description="class painted by the brush")
-    points: list[tuple[float, float]] = Field(min_length=1, max_length=MAX_POINTS)
+    points: list[tuple[FiniteFloat, FiniteFloat]] = Field(min_length=1, max_length=MAX_POINTS)
 
 
 def rasterize(stroke: Stroke, shape: tuple[int, int]) -> np.ndarray:

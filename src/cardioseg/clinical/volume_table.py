@@ -50,8 +50,8 @@ def volume_table(cases: Sequence[VolumeCase], class_names: Mapping[int, str]) ->
 
 
 def volume_row(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...] | None) -> dict[str, object]:
-    """Predicted and reference volume (voxels, mm³, mL) with the signed, absolute and relative error in
-    ``unit`` (mL when the spacing is known, else voxels)."""
+    """Predicted and reference volume (voxels, mm³, mL) with the signed and absolute error in ``unit`` (mL when
+    the spacing is known, else voxels) and the relative error in percent (``rel_error_pct``)."""
     p, r = mask_volume(pred, spacing), mask_volume(ref, spacing)
     notes = []
     if r.voxels == 0:
@@ -86,6 +86,6 @@ def volume_summary(frame: pd.DataFrame) -> dict[str, dict[str, object]]:
             "n": len(group),
             "mean_abs_error": float(group["abs_error"].mean()),
             "max_abs_error": float(group["abs_error"].max()),
-            "mean_rel_error_pct": float(100 * group["rel_error"].mean()),
+            "mean_rel_error_pct": float(group["rel_error_pct"].mean()),
         }
     return out

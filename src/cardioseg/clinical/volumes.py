@@ -14,6 +14,8 @@ import numpy as np
 from cardioseg.errors import CardiosegError
 
 MM3_PER_ML = 1000.0
+MIN_PAIRS = 3
+"""Fewer pairs give no meaningful correlation or limits of agreement (two points always lie on a line)."""
 
 
 class ClinicalError(CardiosegError):
@@ -53,22 +55,24 @@ def mask_volume(mask: np.ndarray, spacing: Sequence[float] | None = None) -> Vol
 
 
 def volume_agreement(pred_ml: float, ref_ml: float) -> dict[str, float]:
-    """Signed error, absolute error and relative error (|error| / ref; NaN when ref is 0)."""
+    """Signed error, absolute error (in the volumes' unit) and relative error in percent
+    (100 |error| / ref; NaN when ref is 0)."""
     error = float(pred_ml) - float(ref_ml)
     return {
         "error": error,
         "abs_error": abs(error),
-        "rel_error": abs(error) / abs(float(ref_ml)) if ref_ml else float("nan"),
+        "rel_error_pct": 100 * abs(error) / abs(float(ref_ml)) if ref_ml else float("nan"),
     }
 
 
-def agreement_stats(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray) -> dict[str, float]:
+def agreement_stats(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | np.ndarray) -> dict[str, float | str]:
     """Bland-Altman and correlation statistics of paired measurements (e.g. EF or EDV).
 
     Differences are ``pred - ref``. Pairs with a NaN on either side are left out and counted in
     ``n_excluded``; ``n`` is the number of pairs used. The SD of the differences is the sample
-    SD (ddof=1); limits of agreement are bias ± 1.96 SD. Pearson r is NaN when fewer than two
-    pairs remain or either side is constant (the correlation is then undefined).
+    SD (ddof=1); limits of agreement are bias ± 1.96 SD. With fewer than ``MIN_PAIRS`` pairs,
+    Pearson r, the SD and the limits are NaN and ``note`` says why (bias and MAE still hold);
+    Pearson r is also NaN when either side is constant (the correlation is then undefined).
     """
     x, y = np.asarray(pred, dtype=float).ravel(), np.asarray(ref, dtype=float).ravel()
     if x.shape != y.shape:
@@ -77,21 +81,23 @@ def agreement_stats(pred: Sequence[float] | np.ndarray, ref: Sequence[float] | n
     x, y = x[keep], y[keep]
     diff = x - y
     n = int(diff.size)
+    enough = n >= MIN_PAIRS
     bias = float(diff.mean()) if n else float("nan")
-    sd = float(diff.std(ddof=1)) if n > 1 else float("nan")
+    sd = float(diff.std(ddof=1)) if enough else float("nan")
     return {
         "n": n,
         "n_excluded": int((~keep).sum()),
-        "pearson_r": _pearson(x, y),
+        "pearson_r": _pearson(x, y) if enough else float("nan"),
         "bias": bias,
         "sd_diff": sd,
         "loa_lower": bias - 1.96 * sd,
         "loa_upper": bias + 1.96 * sd,
         "mae": float(np.abs(diff).mean()) if n else float("nan"),
+        "note": "" if enough else f"n = {n}: too few cases for a correlation / limits of agreement",
     }
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])

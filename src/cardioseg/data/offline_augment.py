@@ -20,7 +20,7 @@ import pandas as pd
 from cardioseg.artifacts import PreparedFiles
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import ConfigError
-from cardioseg.fileio import atomic_dir, write_json
+from cardioseg.fileio import atomic_dir, folder_lock, write_json
 
 
 def offline_transform() -> A.Compose:
@@ -57,7 +57,7 @@ def augment_offline(source: Path, out: Path, copies: int = 10, seed: int = 0) ->
     info = {**prepared.info, "offline_augmentation": {"copies": copies, "seed": seed, "source": str(source)}}
     info["n_samples"] = int(len(manifest) + copies * len(train_rows))
     info["samples_per_split"] = {**info["samples_per_split"], "train": int((copies + 1) * len(train_rows))}
-    with atomic_dir(out) as tmp:
+    with folder_lock(out, "cardioseg augment", replaced_whole=True), atomic_dir(out) as tmp:
         staged = PreparedFiles(tmp)
         np.save(staged.images, np.concatenate(images))
         np.save(staged.labels, np.concatenate(labels))

@@ -27,7 +27,7 @@ from cardioseg.data.preprocess import ArrayPlanes, Pipeline, map_labels
 from cardioseg.data.readers import detect_layout, get_reader
 from cardioseg.data.splits import check_disjoint, group_patients, official_split, ratio_split
 from cardioseg.errors import ConfigError, DataError, problem_list
-from cardioseg.fileio import atomic_dir, write_json, write_text
+from cardioseg.fileio import atomic_dir, folder_lock, safe_name, write_json, write_text, write_with
 from cardioseg.plan import IGNORE_LABEL, ClassSpec, Plan, oriented_spacing
 
 FORMAT_VERSION = 2
@@ -119,28 +119,31 @@ def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
 
 
 def _chunk_path(work: Path, ref: CaseRef) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in ref.case_id)
-    return work / f"{safe}.npz"
+    """A file name per case id, readable and collision-free: ``p1 x`` and ``p1_x`` differ in their digest."""
+    digest = hashlib.sha256(ref.case_id.encode()).hexdigest()[:12]
+    return work / f"{safe_name(ref.case_id)}-{digest}.npz"
 
 
 def _save_chunk(path: Path, chunk: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        images=chunk["images"],
-        labels=chunk["labels"],
-        original=chunk["original"],
-        original_image=chunk["original_image"],
-        meta=np.frombuffer(json.dumps({"rows": chunk["rows"], "case": chunk["case"]}).encode(), np.uint8),
-    )
-    tmp.replace(path)
+    meta = np.frombuffer(json.dumps({"rows": chunk["rows"], "case": chunk["case"]}).encode(), np.uint8)
+
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: numpy would append .npz to a bare path
+            np.savez(handle, images=chunk["images"], labels=chunk["labels"], original=chunk["original"],
+                     original_image=chunk["original_image"], meta=meta)
+
+    write_with(path, writer)
 
 
-def _load_chunk(path: Path) -> dict[str, Any]:
+def _load_chunk(path: Path, case_id: str) -> dict[str, Any]:
+    """A cached case; a chunk holding another case (a name collision) is refused, never merged."""
     with np.load(path) as store:
         meta = json.loads(store["meta"].tobytes().decode())
         arrays = {key: store[key] for key in ("images", "labels", "original", "original_image")}
-        return {**arrays, **meta}
+    if meta["case"]["case_id"] != case_id:
+        raise DataError(f"cached chunk holds case {meta['case']['case_id']!r}, not {case_id!r}; delete the folder "
+                        "and prepare again", path)
+    return {**arrays, **meta}
 
 
 def _work_dir(out_dir: Path, digest: str) -> Path:
@@ -202,7 +205,15 @@ def plan_config(cfg: Config, plan: Plan) -> Config:
 
 
 def prepare_dataset(cfg: Config, progress: bool = True) -> PrepareResult:
-    """Read ``cfg.data.source`` and write the prepared dataset to ``cfg.data.prepared``."""
+    """Read ``cfg.data.source`` and write the prepared dataset to ``cfg.data.prepared``.
+
+    One process per output folder (a lock beside it): two would publish a mix of both.
+    """
+    with folder_lock(Path(cfg.data.prepared), "cardioseg prepare", replaced_whole=True):
+        return _prepare(cfg, progress)
+
+
+def _prepare(cfg: Config, progress: bool) -> PrepareResult:
     source, out_dir = cfg.data.source, Path(cfg.data.prepared)
     if source is None:
         raise DataError("no data source given (data.source or --source)")
@@ -273,7 +284,7 @@ def _assemble(
     bad: list[tuple[str, str]],
     label_names: dict[int, str],
 ) -> PrepareResult:
-    chunks = [_load_chunk(path) for _, path in chunk_paths]
+    chunks = [_load_chunk(path, ref.case_id) for ref, path in chunk_paths]
     cases = [chunk["case"] for chunk in chunks]
     assignment = _assign_splits(cfg, cases, official, source)
     rows: list[dict[str, Any]] = []

@@ -11,7 +11,10 @@ post-processed predictions at the original resolution. It writes, into the evalu
 * ``clinical_ef`` + ``bland_altman("ef")`` (and ``bland_altman("ef_info")`` when the CAMUS Info
   files give an EF): echo patients with apical 2CH/4CH views at ED and ES;
 
-and returns a JSON-able summary whose ``notes`` say what could not be computed and why.
+and returns a JSON-able summary whose ``notes`` say what could not be computed and why;
+``clinical_summary_lines`` turns that summary into the lines of the console summary. Relative
+errors are in percent everywhere (``rel_error_pct``, ``mean_rel_error_pct``); agreement statistics
+of fewer than three pairs carry a ``note`` instead of a correlation and limits of agreement.
 """
 
 from __future__ import annotations
@@ -136,6 +139,56 @@ def _ef_outputs(frame: pd.DataFrame, files: EvaluationFiles, written: list[str])
         summary["agreement_with_info"] = {"ef_pred": info_panels[0].stats, "ef_ref": info_panels[1].stats}
         _plot(info_panels, files.bland_altman("ef_info"), "EF against the CAMUS Info files", written)
     return summary
+
+
+def clinical_summary_lines(clinical: dict[str, Any]) -> list[str]:
+    """Plain-text lines for the console: EF agreement (bias, 95% limits, MAE, n), volumes per class
+    (mean absolute error in their unit, mean relative error in %), the files written and the notes.
+
+    ``clinical`` is what ``clinical_outputs`` returns (as stored in the evaluation summary).
+    """
+    lines = []
+    ef = clinical.get("ef")
+    if ef:
+        lines.append(f"EF (biplane Simpson, {ef['n_with_ef']} of {ef['n_patients']} patients measurable):")
+        unit = UNIT_LABELS.get(ef["unit"], ef["unit"])
+        for key, label, in_unit in (("ef", "EF", "%"), ("edv", "EDV", unit), ("esv", "ESV", unit)):
+            if key in ef["agreement"]:
+                lines.append(f"  {label}: {_agreement_text(ef['agreement'][key], in_unit)}")
+        for key, label in (("ef_pred", "predicted masks"), ("ef_ref", "reference masks")):
+            if key in ef.get("agreement_with_info", {}):
+                lines.append(f"  EF of the {label} vs the Info files: "
+                             f"{_agreement_text(ef['agreement_with_info'][key], '%')}")
+    volumes = clinical.get("volumes")
+    if volumes:
+        lines.append(f"Volumes ({volumes['n_cases']} volumes, {UNIT_LABELS.get(volumes['unit'], volumes['unit'])}):")
+        for name, stats in volumes["per_class"].items():
+            unit = UNIT_LABELS.get(stats["unit"], stats["unit"])
+            agreement = volumes["agreement"].get(name, {})
+            lines.append(f"  {name}: mean |error| {_number(stats['mean_abs_error'])} {unit}, mean relative error "
+                         f"{_number(stats['mean_rel_error_pct'])} %, n = {stats['n']}; "
+                         f"bias {_number(agreement.get('bias'), signed=True)} {unit}")
+    if clinical.get("files"):
+        lines.append(f"Clinical files: {', '.join(clinical['files'])}")
+    lines += [f"Note: {note}" for note in clinical.get("notes", [])]
+    return lines
+
+
+def _agreement_text(stats: dict[str, Any], unit: str) -> str:
+    """'bias +1.2 %, 95% limits -3.4 to 5.6 %, MAE 2.0 %, n = 12', or the reason the limits are missing."""
+    limits = (f"95% limits {_number(stats.get('loa_lower'))} to {_number(stats.get('loa_upper'))} {unit}"
+              if _known(stats.get("loa_lower")) else "95% limits n/a")
+    text = (f"bias {_number(stats.get('bias'), signed=True)} {unit}, {limits}, MAE {_number(stats.get('mae'))} {unit}, "
+            f"n = {stats.get('n', 0)}")
+    return text + (f" ({stats['note']})" if stats.get("note") else "")
+
+
+def _known(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _number(value: Any, signed: bool = False) -> str:
+    return (f"{value:+.1f}" if signed else f"{value:.1f}") if _known(value) else "n/a"
 
 
 def _write_csv(frame: pd.DataFrame, path: Path, written: list[str]) -> None:

@@ -27,12 +27,12 @@ import pandas as pd
 from rich.progress import Progress
 from rich.table import Table
 
-from cardioseg.artifacts import EvaluationFiles, PreparedFiles
+from cardioseg.artifacts import EvaluationFiles, PreparedFiles, default_evaluation_dir, read_json
 from cardioseg.config import Config
 from cardioseg.data.prepare import plan_config, prepare_dataset
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.data.preprocess import Orient
-from cardioseg.errors import DataError
+from cardioseg.errors import CardiosegError, ConfigError, DataError
 from cardioseg.evaluation.clinical_outputs import clinical_outputs
 from cardioseg.evaluation.metrics import MetricAccumulator, multiclass_case_metrics
 from cardioseg.fileio import write_json, write_npz, write_text, write_with
@@ -69,6 +69,19 @@ def open_for_plan(data: Path, plan: Plan, cfg: Config, files: EvaluationFiles, p
     raw_cfg.data.prepared = files.prepared
     prepare_dataset(raw_cfg, progress=progress)
     return PreparedDataset(files.prepared)
+
+
+def _refuse_replacing(files: EvaluationFiles, overwrite: bool) -> None:
+    """An earlier evaluation is replaced only when asked: it may be of other models, data or settings."""
+    if overwrite or not files.summary.is_file():
+        return
+    try:
+        earlier = read_json(files.summary, "evaluation summary")
+        what = f" (of {earlier.get('model')} on {earlier.get('data')}, split {earlier.get('split')})"
+    except (CardiosegError, AttributeError):
+        what = ""
+    raise ConfigError(f"this folder already holds an evaluation{what}; replace it with --overwrite, or choose "
+                      "another folder with --out", files.root)
 
 
 def _case_ids(prepared: PreparedDataset, split: str | None) -> list[str]:
@@ -120,7 +133,8 @@ def evaluate_model(models: Path | Sequence[Path], data: Path, cfg: Config, progr
     if not models:
         raise DataError("no model given (--model)")
     ev = cfg.evaluate
-    files = EvaluationFiles(Path(ev.out_dir or models[0].parent / "evaluation"))
+    files = EvaluationFiles(Path(ev.out_dir or default_evaluation_dir(models[0], data, ev.split)))
+    _refuse_replacing(files, ev.overwrite)
     files.root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cardioseg-evaluate-") as scratch:
         options = RunOptions(ev.backend, ev.precision, ev.batch_size)

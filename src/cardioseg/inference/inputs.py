@@ -14,7 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cardioseg.data.readers.base import RASTER_SUFFIXES, check_image, read_dicom, read_raster, strip_suffix
+from cardioseg.data.readers.base import (
+    RASTER_CONTENT,
+    RASTER_SUFFIXES,
+    check_image,
+    read_dicom,
+    read_raster,
+    strip_suffix,
+)
+from cardioseg.data.sniff import Content, identify_file
 from cardioseg.errors import DataError
 from cardioseg.inference.volumes import VOLUME_SUFFIXES
 
@@ -29,7 +37,7 @@ class InputFile:
 
 
 def file_kind(path: Path) -> str | None:
-    """'raster', 'dicom' or 'volume' by suffix (or a DICOM preamble when there is none), else None."""
+    """'raster', 'dicom' or 'volume' by suffix (by content when there is none, as ``data.sniff`` judges it), else None."""
     name = path.name.lower()
     if name.endswith(RASTER_SUFFIXES):
         return "raster"
@@ -37,12 +45,13 @@ def file_kind(path: Path) -> str | None:
         return "volume"
     if name.endswith(DICOM_SUFFIXES):
         return "dicom"
-    if "." not in name:
+    if "." not in name:  # DICOM files often have no suffix (nor do some exported images): judge the bytes
         try:
-            with open(path, "rb") as handle:
-                return "dicom" if handle.read(132)[128:] == b"DICM" else None
+            content = identify_file(path)
         except OSError:
             return None
+        dicom = content in (Content.DICOM, Content.DICOM_NO_PREAMBLE)
+        return "dicom" if dicom else "raster" if content in RASTER_CONTENT else None
     return None
 
 
@@ -98,7 +107,10 @@ def _check_unique(found: list[InputFile]) -> None:
         seen[item.stem] = item.path
 
 
-def read_image(item: InputFile) -> np.ndarray:
-    """A 2D input as a grey array (RGB converted to grey, DICOM rescaled), checked."""
-    image = read_dicom(item.path)[0] if item.kind == "dicom" else read_raster(item.path)
-    return check_image(image, item.path)
+def read_image(item: InputFile) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """A 2D input as a grey array (RGB converted to grey, DICOM rescaled), checked, with its pixel spacing
+    in mm (DICOM PixelSpacing; None for raster files, which carry none a scanner vouches for)."""
+    if item.kind == "dicom":
+        image, spacing, _ = read_dicom(item.path)
+        return check_image(image, item.path), spacing
+    return check_image(read_raster(item.path), item.path), None

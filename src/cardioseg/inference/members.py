@@ -41,10 +41,18 @@ class Member:
     plan: Plan
     model_cfg: ModelConfig
     n_parameters: int
+    runs: str = "itself"
+    """Which file the backend executes for ``source``: itself, an export found next to it, or one made on the fly."""
     pipeline: Pipeline = field(init=False)
 
     def __post_init__(self) -> None:
         self.pipeline = Pipeline.from_plan(self.plan)
+
+    @property
+    def description(self) -> str:
+        """What ran, for the console: never a silent substitution of one file for another."""
+        engine = {"torch": "PyTorch", "onnx": "ONNX Runtime"}.get(self.backend_name, self.backend_name)
+        return f"{self.source.name} on {engine}" + ("" if self.runs == "itself" else f" ({self.runs})")
 
 
 @dataclass(frozen=True)
@@ -68,18 +76,19 @@ def load_member(path: Path, options: RunOptions, scratch: Path, index: int = 0) 
                               "or an ONNX file from `cardioseg export` (.onnx)", path)
     exported = find_export(path) if options.backend in ("auto", "onnx") else None
     if exported is not None:
-        return _onnx_member(path, exported, options)
+        return _onnx_member(path, exported, options, f"as {exported.name}, the export next to it; --backend torch runs "
+                            "the checkpoint")
     bundle = load_bundle(path)
     if options.backend == "onnx":
         target = Path(scratch) / f"member{index}-{path.stem}.onnx"
         export_bundle(bundle, target, ExportConfig(format="onnx"), file_digest(path))
-        return _onnx_member(path, target, options)
+        return _onnx_member(path, target, options, "exported to ONNX for this run")
     predictor = TorchBackend(bundle, precision=options.precision, batch_size=options.batch_size)
     return Member(path, "torch", predictor, bundle.plan, bundle.model_cfg, count_parameters(bundle.model))
 
 
-def _onnx_member(source: Path, exported: Path, options: RunOptions) -> Member:
+def _onnx_member(source: Path, exported: Path, options: RunOptions, runs: str = "itself") -> Member:
     header = read_sidecar(exported)["header"]
     predictor = OnnxBackend(exported, batch_size=options.batch_size)
     return Member(source, "onnx", predictor, Plan.model_validate(header["plan"]),
-                  ModelConfig.model_validate(header["model"]), onnx_parameter_count(exported))
+                  ModelConfig.model_validate(header["model"]), onnx_parameter_count(exported), runs)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from cardioseg.artifacts import PredictionFiles
+from cardioseg.clinical.volumes import mask_volume
 from cardioseg.config import PredictConfig
 from cardioseg.fileio import write_with
 from cardioseg.inference.inputs import InputFile
@@ -52,7 +53,25 @@ class OutputWriter:
         self.files = PredictionFiles(out_dir)
         self.rows: list[dict[str, Any]] = []
 
-    def image(self, item: InputFile, image: np.ndarray, prob: np.ndarray) -> None:
+    def _measures(self, labels: np.ndarray, spacing: tuple[float, ...] | None) -> dict[str, Any]:
+        """Per class: pixels, and area in mm² (2D) or volume in mL (3D) when the input's spacing is known."""
+        plan = self.segmenter.plan
+        names = {1: plan.foreground[0].name} if plan.binary else plan.class_names
+        row: dict[str, Any] = {}
+        slugs: set[str] = set()
+        for class_id, name in names.items():
+            slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_") or f"class{class_id}"
+            slug = slug if slug not in slugs else f"{slug}_{class_id}"  # two names that read alike keep two columns
+            slugs.add(slug)
+            count = int(np.count_nonzero(labels == class_id))
+            row[f"{slug}_pixels"] = count
+            if spacing is not None and labels.ndim == 2:
+                row[f"{slug}_area_mm2"] = round(count * float(np.prod(spacing)), 2)
+            elif spacing is not None:
+                row[f"{slug}_volume_ml"] = round(mask_volume(labels == class_id, spacing).ml or 0.0, 3)
+        return row
+
+    def image(self, item: InputFile, image: np.ndarray, prob: np.ndarray, spacing: tuple[float, float] | None) -> None:
         seg = self.segmenter
         labels = probabilities_to_labels(prob, self.cfg.postprocess, seg.slice_axis)
         files, stem = self.files, item.stem
@@ -63,8 +82,8 @@ class OutputWriter:
             row["overlay"] = str(write_png(files.overlay(stem), overlay(image, labels, None)))
         if self.cfg.probabilities:
             row["probabilities"] = str(write_npy(files.probabilities(stem), prob[0] if seg.binary else prob))
-        self.rows.append({**row, "shape": "x".join(map(str, labels.shape)),
-                          "foreground_pixels": int(np.count_nonzero(labels))})
+        self.rows.append({**row, "shape": "x".join(map(str, labels.shape)), "spacing_mm": _spacing_text(spacing),
+                          "foreground_pixels": int(np.count_nonzero(labels)), **self._measures(labels, spacing)})
 
     def volume(self, item: InputFile, volume: VolumeFile, memory_budget: int) -> int:
         """Segment and write one volume; returns the number of planes."""
@@ -93,9 +112,14 @@ class OutputWriter:
             best = int(np.argmax(np.count_nonzero(np.moveaxis(labels, axis, 0).reshape(labels.shape[axis], -1), axis=1)))
             picture = overlay(volume.plane(axis, best), np.moveaxis(labels, axis, 0)[best], None)
             row["overlay"] = str(write_png(files.overlay(stem), picture))
-        self.rows.append({**row, "shape": "x".join(map(str, labels.shape)),
-                          "foreground_pixels": int(np.count_nonzero(labels))})
+        spacing = volume.spacing
+        self.rows.append({**row, "shape": "x".join(map(str, labels.shape)), "spacing_mm": _spacing_text(spacing),
+                          "foreground_pixels": int(np.count_nonzero(labels)), **self._measures(labels, spacing)})
         return labels.shape[axis]
+
+
+def _spacing_text(spacing: tuple[float, ...] | None) -> str:
+    return "x".join(f"{s:g}" for s in spacing) if spacing is not None else "unknown"
 
 
 def _prob_store(path: Path, shape: tuple[int, ...]) -> np.memmap:

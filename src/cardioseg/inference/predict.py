@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 from rich.progress import Progress
@@ -23,13 +24,14 @@ from cardioseg.artifacts import PredictionFiles
 from cardioseg.config import Config
 from cardioseg.errors import DataError
 from cardioseg.fileio import write_text, write_with
-from cardioseg.inference.inputs import find_inputs, read_image
+from cardioseg.inference.inputs import InputFile, find_inputs, read_image
 from cardioseg.inference.members import RunOptions, load_member
 from cardioseg.inference.outputs import OutputWriter
 from cardioseg.inference.pipeline import Segmenter
 from cardioseg.inference.volumes import VolumeFile
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,6 +44,9 @@ class PredictResult:
     ms_per_image: float
     """Network time per 2D plane, all models and TTA flips included."""
     skipped: list[Path] = field(default_factory=list)
+    """Files in the given folders that are not images, DICOM or volumes."""
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    """Inputs that could not be read or segmented (``predict.skip_bad``): (file, problem)."""
 
 
 def default_memory_budget() -> int:
@@ -77,24 +82,42 @@ def predict_files(
         members = [load_member(Path(m), options, Path(scratch), i) for i, m in enumerate(models)]
         segmenter = Segmenter(members, tta=cfg.predict.tta)
         writer = OutputWriter(out_dir, cfg.predict, segmenter, visible_masks)
+        bad: list[tuple[str, str]] = []
         images = [item for item in found if item.kind != "volume"]
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("predicting", total=len(found))
             for start in range(0, len(images), cfg.predict.batch_size):
                 group = images[start : start + cfg.predict.batch_size]
-                arrays = [read_image(item) for item in group]
-                for item, image, prob in zip(group, arrays, segmenter.images(arrays)):
-                    writer.image(item, image, prob)
-                n_planes += len(group)
+                read = [(item, pair) for item in group if (pair := _guarded(cfg, bad, item, lambda i=item: read_image(i)))]
+                probs = segmenter.images([image for _, (image, _) in read]) if read else []
+                for (item, (image, spacing)), prob in zip(read, probs):
+                    writer.image(item, image, prob, spacing)
+                n_planes += len(read)
                 bar.advance(task, len(group))
             for item in (item for item in found if item.kind == "volume"):
-                n_planes += writer.volume(item, VolumeFile(item.path), budget)
+                n_planes += _guarded(cfg, bad, item, lambda i=item: writer.volume(i, VolumeFile(i.path), budget)) or 0
                 bar.advance(task)
     seconds = time.perf_counter() - started
     outputs = pd.DataFrame(writer.rows)
     files = PredictionFiles(out_dir)
     write_with(files.table, lambda tmp: outputs.to_csv(tmp, index=False))
     write_text(files.config, cfg.to_yaml())
+    if bad:
+        write_with(files.bad_files, lambda tmp: pd.DataFrame(bad, columns=["file", "problem"]).to_csv(tmp, index=False))
+    else:
+        files.bad_files.unlink(missing_ok=True)  # a list from an earlier run would describe other inputs
     network_ms = 1000.0 * segmenter.network_seconds / max(1, n_planes)
-    return PredictResult(out_dir, outputs, [f"{m.source}: {m.backend_name}" for m in members], n_planes,
-                         seconds, network_ms, skipped)
+    return PredictResult(out_dir, outputs, [m.description for m in members], n_planes, seconds, network_ms,
+                         skipped, bad)
+
+
+def _guarded(cfg: Config, bad: list[tuple[str, str]], item: InputFile, work: Callable[[], T]) -> T | None:
+    """``work()``; with ``predict.skip_bad`` a DataError is listed in ``bad`` and None returned instead."""
+    try:
+        return work()
+    except DataError as exc:
+        if not cfg.predict.skip_bad:
+            raise DataError(f"{exc.problem} (use --skip-bad to segment the other inputs and list the bad ones)",
+                            exc.path or item.path) from None
+        bad.append((str(exc.path or item.path), exc.problem))
+        return None

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from cardioseg.data.readers.base import NIFTI_SUFFIXES, check_image, reading, strip_suffix
+from cardioseg.data.readers.base import NIFTI_SUFFIXES, check_image, check_volume_header, reading, strip_suffix
 from cardioseg.errors import DataError
 from cardioseg.fileio import atomic_path
 
@@ -84,6 +84,7 @@ class VolumeFile:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.is_nifti = strip_suffix(self.path.name, NIFTI_SUFFIXES) is not None
+        check_volume_header(self.path)  # content, shape, spacing and data size judged before any library opens it
         with reading(self.path, "image volume"):
             if self.is_nifti:
                 self.image = nib.load(self.path, keep_file_open=True)
@@ -105,6 +106,13 @@ class VolumeFile:
     @property
     def n_voxels(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def spacing(self) -> tuple[float, float, float] | None:
+        """Voxel size in mm along (i, j, k) from the header; None unless all three are finite and positive."""
+        zooms = self.image.header.get_zooms()[:3] if self.is_nifti else self.reader.GetSpacing()[:3]
+        sizes = (*(float(z) for z in zooms), *(1.0,) * (3 - len(zooms)))
+        return sizes if all(np.isfinite(z) and z > 0 for z in sizes) else None  # type: ignore[return-value]
 
     def read(self) -> np.ndarray:
         """The whole volume as (i, j, k), checked for NaN/inf."""

@@ -1,8 +1,9 @@
 """`cardioseg report`: one self-contained HTML file for a training run or an evaluation.
 
-The file opens offline in any browser and can be mailed as is: figures are PNG data URIs,
-videos MP4 (or GIF) data URIs, the 3D view carries plotly.js inline, and sorting the per-case
-table is a few lines of inline script. Where the inputs come from: ``report.inputs``; what the
+The file opens offline in any browser and can be mailed as is: figures are PNG data URIs, case
+pictures WebP at display size, videos MP4 (or GIF) data URIs, the 3D view carries plotly.js inline
+(gzip-compressed) with a bounded number of surface points, and sorting the per-case table is a few
+lines of inline script. Where the inputs come from: ``report.inputs``; what the
 sections hold: ``report.content``; the page itself: ``report.template``.
 """
 

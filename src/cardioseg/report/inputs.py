@@ -3,8 +3,9 @@
 Sources (file names from ``cardioseg.artifacts``), all optional except one of the first two:
 
 * the evaluation folder (``EvaluationFiles``: summary, per-case table, predictions, clinical
-  tables): given, the folder itself, ``RunFiles.evaluation``, or ``cfg.evaluate.out_dir`` when
-  that evaluation is of this run's model;
+  tables): given, the folder itself, the run's newest evaluation (``RunFiles.evaluations``:
+  ``evaluation/<dataset>-<split>/``, or an older run's ``evaluation/``), or ``cfg.evaluate.out_dir``
+  when that evaluation is of this run's model;
 * the training run folder (``RunFiles``: model, training curves, configuration): the folder
   itself, or the folder of the evaluated model;
 * the prepared dataset named in the evaluation summary (images and reference masks for pictures,
@@ -53,7 +54,7 @@ def locate(run_dir: Path, cfg: Config, evaluation: Path | None = None) -> Source
     if not run_dir.is_dir():
         raise DataError("folder not found: give a training run folder or an evaluation folder", run_dir)
     run = run_dir if _is_run(run_dir) else None
-    candidates = (evaluation, run_dir, RunFiles(run_dir).evaluation)
+    candidates = (evaluation, run_dir, *RunFiles(run_dir).evaluations())
     found = next((Path(p) for p in candidates if p and _is_evaluation(Path(p))), None)
     if found is None and cfg.evaluate.out_dir and _is_evaluation(cfg.evaluate.out_dir):
         model = _summary_model(cfg.evaluate.out_dir)

@@ -15,7 +15,7 @@ import numpy as np
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.plan import IGNORE_LABEL
 from cardioseg.viz.overlays import label_overlay
-from cardioseg.viz.plots import save_figure
+from cardioseg.viz.plots import fill_legend, save_figure
 
 
 def _foreground(labels: np.ndarray) -> np.ndarray:
@@ -38,6 +38,7 @@ def _grid(prepared: PreparedDataset, out: Path, n: int = 12, seed: int = 0) -> P
         ax.imshow(label_overlay(prepared.images[row], prepared.labels[row]))
         record = manifest.iloc[row]
         ax.set_title(f"{record.sample_id} ({record.split})", fontsize=8)
+    fill_legend(fig, prepared.plan.class_names)
     return save_figure(fig, out)
 
 

@@ -17,6 +17,7 @@ METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "precision": "precision", "recall
 DISTANCES = ("hd", "hd95", "assd")
 PX3_SCALE = 1000.0  # pixel-unit volumes are shown in thousands of px³
 UNIT_LABELS = {"mL": "mL", "px^3": "10³ px³", "voxels": "voxels"}
+MISSING = "–"
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class HtmlTable:
 def number(value: Any, digits: int = 3, scale: float = 1.0) -> Cell:
     """A numeric cell; missing values show as an en dash and sort last."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)) or pd.isna(value):
-        return Cell("–", "")
+        return Cell(MISSING, "")
     value = float(value) / scale
     return Cell(f"{value:.{digits}f}", repr(value))
 
@@ -98,19 +99,30 @@ def per_case_table(per_case: pd.DataFrame, distance_unit: str) -> HtmlTable:
 
 
 def agreement_table(stats: dict[str, dict[str, Any]], units: dict[str, str]) -> HtmlTable:
-    """Pearson r, bias, SD, 95% limits of agreement and MAE of each measurement (rows)."""
+    """Pearson r, bias, SD, 95% limits of agreement and MAE of each measurement (rows).
+
+    Statistics that are not available (too few pairs, a constant side) read "n/a", with the
+    reason in a note column when ``agreement_stats`` gave one.
+    """
+    with_notes = any(s.get("note") for s in stats.values())
     table = HtmlTable([Column("measurement", True), Column("unit", True), Column("n"), Column("Pearson r"),
                        Column("bias"), Column("SD of differences"), Column("95% limits of agreement", True),
-                       Column("MAE")])
+                       Column("MAE"), *([Column("note", True)] if with_notes else [])])
     for name, s in stats.items():
         unit = units.get(name, "")
         scale = volume_scale(unit)
         low, high = number(s.get("loa_lower"), 1, scale), number(s.get("loa_upper"), 1, scale)
-        limits = "–" if low.text == "–" else f"{low.text} to {high.text}"
+        limits = "n/a" if low.text == MISSING else f"{low.text} to {high.text}"
         table.rows.append([text(name), text(UNIT_LABELS.get(unit, unit)), number(s.get("n"), 0),
-                           number(s.get("pearson_r"), 3), number(s.get("bias"), 1, scale),
-                           number(s.get("sd_diff"), 1, scale), text(limits), number(s.get("mae"), 1, scale)])
+                           _available(number(s.get("pearson_r"), 3)), number(s.get("bias"), 1, scale),
+                           _available(number(s.get("sd_diff"), 1, scale)), text(limits), number(s.get("mae"), 1, scale),
+                           *([text(s.get("note"), "note")] if with_notes else [])])
     return table
+
+
+def _available(cell: Cell) -> Cell:
+    """A statistic that could not be computed reads "n/a" (not available), not a blank."""
+    return Cell("n/a", "") if cell.text == MISSING else cell
 
 
 def ef_rows_table(frame: pd.DataFrame) -> HtmlTable:
@@ -145,5 +157,5 @@ def volume_rows_table(frame: pd.DataFrame) -> HtmlTable:
     for _, r in frame.iterrows():
         table.rows.append([text(r["case_id"]), text(r["class_name"]), number(r[pred], digits), number(r[ref], digits),
                            number(r["error"], digits), number(r["abs_error"], digits),
-                           number(100 * r["rel_error"], 1), text(r["notes"], "note")])
+                           number(r["rel_error_pct"], 1), text(r["notes"], "note")])
     return table

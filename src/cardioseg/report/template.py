@@ -1,7 +1,8 @@
 """The report's HTML template (jinja2, autoescaped): one file with inline CSS and a small sorting script.
 
-Nothing is fetched: images and videos arrive as data URIs and plotly.js, when a 3D view needs
-it, is inlined just before the figure (whose script calls it as soon as it is parsed).
+Nothing is fetched: images and videos arrive as data URIs; plotly.js, when a 3D view needs it,
+is inlined gzip-compressed and inflated by the page (``DecompressionStream``) before the figure,
+carried as JSON, is drawn.
 """
 
 TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
@@ -17,7 +18,7 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ title }}</title>
 <style>
-  :root { --ref: #00b44a; --pred: #d98c00; --ink: #1d2733; --muted: #5c6b7a; --line: #d9e0e6; }
+  :root { --ink: #1d2733; --muted: #5c6b7a; --line: #d9e0e6; }
   body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
          margin: 0; background: #f6f8fa; }
   header { background: #14324f; color: #fff; padding: 18px 28px; }
@@ -54,7 +55,7 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
   figcaption { color: var(--muted); font-size: 12px; }
   .gallery { display: flex; flex-wrap: wrap; gap: 14px; }
   .gallery figure { margin: 0; max-width: 420px; }
-  .legend .ref { color: var(--ref); font-weight: 700; } .legend .pred { color: var(--pred); font-weight: 700; }
+  .legend .swatch { display: inline-block; width: 22px; height: 0; border-top: 3px solid; vertical-align: middle; margin: 0 4px 0 10px; }
   pre { background: #f3f5f7; padding: 10px; overflow: auto; font-size: 12px; }
   .muted { color: var(--muted); }
 </style>
@@ -73,7 +74,7 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
   {% if key_figures %}<div class="key">{% for label, value in key_figures %}<div><span>{{ label }}</span><strong>{{ value }}</strong></div>{% endfor %}</div>{% endif %}
   <div class="facts">{% for label, value in facts %}<div class="fact"><b>{{ label }}</b>{{ value }}</div>{% endfor %}</div>
   {% if notes %}<h3>Notes</h3><ul class="notes">{% for note in notes %}<li>{{ note }}</li>{% endfor %}</ul>{% endif %}
-  <p class="legend">Contours in every picture: <span class="ref">green = reference</span>, <span class="pred">amber = predicted</span>.</p>
+  {% if legend %}<p class="legend">Colours in every picture, video and the 3D view:{% for colour, name in legend.classes %}<span class="swatch" style="border-color: {{ colour }}"></span>{{ name }}{% endfor %}; {{ legend.styles }} (3D: translucent = reference, opaque = prediction).</p>{% endif %}
 </section>
 
 {% if metrics %}
@@ -116,8 +117,31 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
 <section id="view3d">
   <h2>3D view</h2>
   {% if view3d %}<p class="muted">{{ view3d.caption }} Drag to rotate, scroll to zoom, click a legend entry to hide a surface.</p>
-  <script>{{ plotly_js | safe }}</script>
-  {{ view3d.html | safe }}
+  <div id="view3d-plot" style="height: 520px"></div>
+  <script type="application/octet-stream" id="plotly-gz">{{ view3d.plotly_gz }}</script>
+  <script type="application/json" id="view3d-figure">{{ view3d.figure | tojson }}</script>
+  <script>
+  (function () {
+    var plot = document.getElementById("view3d-plot");
+    if (!("DecompressionStream" in window)) {
+      plot.textContent = "This browser cannot unpack the 3D view (it needs Chrome 80, Firefox 113, Safari 16.4 or later): open the volume3d_*.html file of the evaluation folder instead.";
+      return;
+    }
+    var packed = document.getElementById("plotly-gz").textContent.trim();
+    var bytes = Uint8Array.from(atob(packed), function (c) { return c.charCodeAt(0); });
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+    new Response(stream).text().then(function (code) {
+      var library = document.createElement("script");
+      library.textContent = code;
+      document.head.appendChild(library);
+      var figure = JSON.parse(document.getElementById("view3d-figure").textContent);
+      return Plotly.newPlot(plot, figure.data, figure.layout, {responsive: true});
+    }).catch(function (error) {
+      plot.textContent = "3D view not drawn: " + error;
+      console.error(error);
+    });
+  })();
+  </script>
   {% else %}<p class="muted">{{ view3d_missing }}</p>{% endif %}
 </section>
 

@@ -40,6 +40,7 @@ def volume_video(prepared: PreparedDataset, case_id: str, prediction: np.ndarray
         overlay_frame(
             volume_slice(image, k, axis, affine), volume_slice(prediction, k, axis, affine),
             volume_slice(ref, k, axis, affine), window, f"{case_id}  slice {k + 1} of {depth}", spacing,
+            class_names=prepared.plan.class_names,
         )
         for k in range(first, last + 1)
     ]
@@ -77,7 +78,7 @@ def images_video(prepared: PreparedDataset, case_ids: list[str], predictions: di
 def _frame(prepared: PreparedDataset, case_id: str, prediction: np.ndarray, caption: str) -> np.ndarray:
     image = prepared.original_image(case_id)
     return overlay_frame(image, prediction, prepared.original_label(case_id), grey_levels(image), caption,
-                         prepared.spacing(case_id))
+                         prepared.spacing(case_id), class_names=prepared.plan.class_names)
 
 
 def _sequence_frames(
@@ -106,11 +107,11 @@ def _sequence_frames(
         caption = f"{patient_id}  {view}  frame {t + 1} of {len(sequence)}"
         phase = next((p for p, index in marks.items() if index == t and p in view_cases), None)
         if phase is None:
-            frames.append(overlay_frame(image, None, None, window, caption, spacing))
+            frames.append(overlay_frame(image, None, None, window, caption, spacing, class_names=prepared.plan.class_names))
             continue
         case_id = view_cases[phase]
         annotated = overlay_frame(image, predictions[case_id], prepared.original_label(case_id), window,
-                                  f"{caption}  ({phase})", spacing)
+                                  f"{caption}  ({phase})", spacing, class_names=prepared.plan.class_names)
         frames += [annotated] * HOLD_ANNOTATED
     return frames
 

@@ -8,10 +8,8 @@ since the runs would no longer be comparable.
 
 from __future__ import annotations
 
-import fcntl
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 from cardioseg.artifacts import CONFIG_FILE
 from cardioseg.config import Config
 from cardioseg.errors import ConfigError
-from cardioseg.fileio import write_json, write_text
+from cardioseg.fileio import folder_lock, write_json, write_text
 from cardioseg.sweep.backends import run_points
 from cardioseg.sweep.grid import GridPoint, extra_seeds, validate_sweep, with_seeds
 from cardioseg.sweep.trial import is_finished, read_record, run_dir_for
@@ -111,24 +109,12 @@ def _run(cfg: Config, points: list[GridPoint], on_record: OnRecord | None) -> tu
     return len(pending), len(points) - len(pending)
 
 
-@contextmanager
-def sweep_lock(out_dir: Path) -> Iterator[None]:
-    """One sweep process per folder: two would train the same run folders at once."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError("another sweep is running in this folder; wait for it or use another --out", out_dir) from None
-        yield
-
-
 def run_sweep(cfg: Config, on_record: OnRecord | None = None) -> SweepResult:
     """Validate everything, run the grid, then the extra seeds for the best, then write tables and plots."""
     cfg = absolute_paths(cfg)
     points = validate_sweep(cfg)
     out_dir = cfg.sweep.out_dir
-    with sweep_lock(out_dir):
+    with folder_lock(out_dir, "cardioseg sweep"):
         check_settings(out_dir, shared_settings(cfg))
         write_text(out_dir / CONFIG_FILE, cfg.to_yaml())
         ran, skipped = _run(cfg, points, on_record)

@@ -55,6 +55,7 @@ def execute_run(cfg: Config, point: GridPoint, threads: int | None = None) -> di
         run_cfg = run_config(cfg, point, run_dir)
         if threads and not run_cfg.train.threads:
             run_cfg.train.threads = threads
+        run_cfg.evaluate.overwrite = True  # a trial without its record is unfinished: its evaluation is a leftover
         trained = train(run_cfg, progress=False)
         evaluation = evaluate_model(trained.model_path, run_cfg.data.prepared, run_cfg, progress=False)
         record = {**base, "status": "ok", **results(trained, evaluation)}

@@ -1,17 +1,20 @@
-"""Lightning callbacks and plug-ins: atomic checkpoints, a time-aware LR schedule."""
+"""Lightning callbacks and plug-ins: atomic checkpoints, a time-aware LR schedule, a metrics log that survives resume."""
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import EarlyStopping, Timer
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from cardioseg.fileio import atomic_path
+from cardioseg.fileio import atomic_path, write_with
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,3 +57,68 @@ class WarmupCosine(L.Callback):
             for group in optimizer.param_groups:
                 group["lr"] = lr
         pl_module.log("lr", lr, on_step=True, on_epoch=False)
+
+
+class _KeepingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes metrics.csv when it starts; on resume this one keeps the rows up
+    to the checkpoint's step (later ones are trained again and logged anew) and appends."""
+
+    def __init__(self, log_dir: str, resume_step: int | None) -> None:
+        self._resume_step = resume_step
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        if self._resume_step is None:  # a fresh run: rows of an earlier attempt that never checkpointed
+            path.unlink()
+            return
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            keys, rows = list(reader.fieldnames or []), [r for r in reader if _step(r) <= self._resume_step]
+
+        def rewrite(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as out:
+                writer = csv.DictWriter(out, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        write_with(path, rewrite)
+        self.metrics_keys = keys
+
+
+def _step(row: dict[str, str]) -> float:
+    try:
+        return float(row.get("step") or 0)
+    except ValueError:
+        return 0.0
+
+
+class ResumingCSVLogger(CSVLogger):
+    """``metrics.csv`` that survives a resume: the history before the interruption is kept (see ``_KeepingWriter``)."""
+
+    def __init__(self, *args: Any, resume_step: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume_step = resume_step
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeepingWriter(self.log_dir, self._resume_step)
+        return self._experiment
+
+
+class PatienceFromNow(EarlyStopping):
+    """Early stopping whose patience restarts when a run resumes.
+
+    Lightning restores the count of epochs without improvement from the checkpoint, so a stopped
+    run extended with ``--more-epochs`` would stop again after one epoch. The best score is kept;
+    only the waiting starts over.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.wait_count = 0
+        self.stopped_epoch = 0

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar, Timer
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, Timer
 
-from cardioseg.artifacts import RunFiles
-from cardioseg.config import Config, PreprocessConfig, parse_duration
+from cardioseg.artifacts import RunFiles, read_model_header
+from cardioseg.config import Config, PreprocessConfig, load_config, parse_duration
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import CheckpointError, ConfigError
-from cardioseg.fileio import write_text
+from cardioseg.fileio import folder_lock, write_text
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
 from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
 from cardioseg.runtime import resolve_precision, set_threads
 from cardioseg.training.batchnorm import set_batchnorm_momentum, slow_batchnorm_layers
-from cardioseg.training.callbacks import AtomicCheckpointIO, WarmupCosine
+from cardioseg.training.callbacks import AtomicCheckpointIO, PatienceFromNow, ResumingCSVLogger, WarmupCosine
 from cardioseg.training.datamodule import SegmentationData
 from cardioseg.training.module import SegmentationModule
 
@@ -37,6 +40,8 @@ class TrainResult:
     train_seconds: float
     precision: str
     steps: int = 0
+    already_finished: bool = False
+    arch: str = ""
 
 
 def training_config(cfg: Config, prepared: PreparedDataset) -> Config:
@@ -65,21 +70,91 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # the run folder is ours (resume and the lock rely on it): Lightning's hint about it is noise here
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
     # val_dice is reduced by hand (sum and count over processes), so Lightning's sync hint does not apply
     warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed setting.*")
 
 
 def train(cfg: Config, progress: bool = True) -> TrainResult:
-    """Train, or resume the run in ``cfg.train.run_dir`` if it was interrupted."""
+    """Train, resume the run in ``cfg.train.run_dir`` if it was interrupted, or leave a finished one alone.
+
+    One process per run folder (a lock): two would delete each other's checkpoint temporaries and
+    interleave metrics.csv. A finished run is never retrained by running the command again; it is
+    extended only when ``train.more_epochs`` asks for it.
+    """
     _quiet_lightning()
+    get_model_entry(cfg.model.arch)  # an unknown name fails before anything is written
+    files = RunFiles(Path(cfg.train.run_dir))
+    with folder_lock(files.root, "cardioseg train") if _launching_process() else nullcontext():
+        if files.model.is_file():
+            finished = _finished_run(files)
+            if not cfg.train.more_epochs:
+                return finished
+            cfg = _extended(cfg, files, finished)
+        elif cfg.train.more_epochs:
+            raise ConfigError("--more-epochs extends a finished run, and this folder holds none; run the command "
+                              "without it to train (or to resume an interrupted run)", files.root)
+        return _train(cfg, files, progress)
+
+
+def _launching_process() -> bool:
+    """The process the user started, not one of the ranks Lightning's DDP launcher runs the command again in
+    (they find the folder locked by their own launcher)."""
+    return all(int(os.environ.get(name, "0") or 0) == 0 for name in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK"))
+
+
+def _finished_run(files: RunFiles) -> TrainResult:
+    """What a finished run's model file says about it (its header's ``extra``; older files lack some of it)."""
+    header = read_model_header(files.model)
+    extra = header.get("extra", {})
+    try:
+        best = extra.get("best_val_dice")
+        return TrainResult(files.root, files.model, None if best is None else float(best),
+                           int(extra.get("epochs_run") or 0), float(extra.get("train_seconds") or 0.0),
+                           str(extra.get("precision", "?")), int(extra.get("steps") or 0), already_finished=True,
+                           arch=str(header["model"].get("arch", "")))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"malformed training record in the model header ({exc})", files.model) from None
+
+
+def _extended(cfg: Config, files: RunFiles, finished: TrainResult) -> Config:
+    """The finished run's own configuration, ``more_epochs`` beyond the epochs its last checkpoint holds,
+    without the spent time budget. The saved configuration keeps ``more_epochs`` 0: reusing it never
+    extends the run again by itself."""
+    state = _checkpoint_state(files.last_checkpoint)
+    if state is None:
+        raise CheckpointError("cannot extend this run: its last checkpoint (checkpoints/last.ckpt) is gone", files.root)
+    saved = load_config(files.config) if files.config.is_file() else cfg.model_copy(deep=True)
+    saved.train.epochs = max(finished.epochs_run, int(state.get("epoch", 0))) + cfg.train.more_epochs
+    saved.train.time_budget = None  # the Timer's elapsed time is restored from the checkpoint: it would stop at once
+    saved.train.run_dir = files.root
+    saved.train.more_epochs = 0
+    return saved
+
+
+def _checkpoint_state(path: Path) -> dict[str, Any] | None:
+    """The Lightning checkpoint a resume starts from (its counters), or None for a fresh run."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        int(state["global_step"]), int(state["epoch"])
+        return state
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, ValueError, OSError, EOFError) as exc:
+        raise CheckpointError(f"cannot resume from this checkpoint ({str(exc)[:200]}); delete it to start afresh",
+                              path) from None
+
+
+def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     tc = cfg.train
     set_threads(tc.threads)
-    get_model_entry(cfg.model.arch)  # an unknown name fails before anything is written
     prepared = PreparedDataset(cfg.data.prepared)
     cfg = training_config(cfg, prepared)
-    files = RunFiles(Path(tc.run_dir))
     run_dir, ckpt_dir = files.root, files.checkpoints
-    run_dir.mkdir(parents=True, exist_ok=True)
+    resumed = _checkpoint_state(files.last_checkpoint)
+    resume_step = None if resumed is None else int(resumed["global_step"])
+    del resumed  # the weights it holds are loaded again by Lightning
     for stale in ckpt_dir.glob(".*.tmp"):  # left by a kill during a checkpoint write; the target is intact
         stale.unlink()
     write_text(files.config, cfg.to_yaml())
@@ -109,7 +184,7 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     if tc.scheduler == "cosine":
         callbacks.append(WarmupCosine(tc.lr, tc.epochs * steps_per_epoch, budget_s))
     if tc.early_stopping_patience:
-        callbacks.append(EarlyStopping("val_dice", mode="max", patience=tc.early_stopping_patience))
+        callbacks.append(PatienceFromNow("val_dice", mode="max", patience=tc.early_stopping_patience))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     precision = resolve_precision(tc.precision)
@@ -124,7 +199,7 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
         precision=precision,
         deterministic=tc.deterministic,
         callbacks=callbacks,
-        logger=CSVLogger(run_dir, name="", version=files.logs.name),
+        logger=ResumingCSVLogger(run_dir, name="", version=files.logs.name, resume_step=resume_step),
         plugins=[AtomicCheckpointIO()],
         check_val_every_n_epoch=tc.val_every_n_epochs,
         enable_progress_bar=progress,
@@ -136,6 +211,7 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
     started = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.is_file() else None)
     elapsed = time.perf_counter() - started
+    trainer.save_checkpoint(last)  # the finished state, which `--more-epochs` continues from
     if not trainer.is_global_zero:
         return TrainResult(run_dir, files.model, None, trainer.current_epoch, elapsed, precision,
                            trainer.global_step)
@@ -151,12 +227,14 @@ def train(cfg: Config, progress: bool = True) -> TrainResult:
         model=module.model.to(memory_format=torch.contiguous_format).float().eval(),
         model_cfg=cfg.model,
         plan=prepared.plan,
-        extra={"prepared": str(prepared.root), "best_val_dice": float(best_score) if best_score is not None else None},
+        extra={"prepared": str(prepared.root), "best_val_dice": float(best_score) if best_score is not None else None,
+               "epochs_run": trainer.current_epoch, "steps": trainer.global_step, "precision": precision,
+               "train_seconds": round(elapsed, 1)},
     )
     model_path = save_bundle(bundle, files.model)
     from cardioseg.viz.plots import plot_training_curves
 
     plot_training_curves(files.metrics, files.curves)
     return TrainResult(run_dir, model_path, float(best_score) if best_score is not None else None,
-                       trainer.current_epoch, elapsed, precision, trainer.global_step)
+                       trainer.current_epoch, elapsed, precision, trainer.global_step, arch=cfg.model.arch)
 

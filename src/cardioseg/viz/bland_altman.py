@@ -6,16 +6,19 @@ reference, not by Dice; each column of the figure is one measurement (EDV, ESV, 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from cardioseg.viz.plots import save_figure
 
-PRED_COLOUR = "#d98c00"  # the amber of the predicted contours
+POINT_COLOUR = "#d98c00"
+NOTE_WIDTH = 40  # characters per line of a caveat under a panel's title
 LABEL_POINTS_UP_TO = 12  # name each point (patient or case) when there are this few
 _POWERS = {3: "10³", 6: "10⁶", 9: "10⁹"}
 SCALED = ("bias", "sd_diff", "loa_lower", "loa_upper", "mae")  # statistics in the unit of the values
@@ -26,15 +29,15 @@ class Paired:
     """One measurement over cases: predicted and reference values in ``unit``, with point names.
 
     ``stats`` are the pairs' agreement statistics in ``unit`` (``cardioseg.clinical.agreement_stats``:
-    n, pearson_r, bias, sd_diff, loa_lower, loa_upper, mae), computed by the caller so that the
-    figure shows exactly the numbers of the tables.
+    n, pearson_r, bias, sd_diff, loa_lower, loa_upper, mae, note), computed by the caller so that the
+    figure shows exactly the numbers of the tables, and the same caveat when there are too few pairs.
     """
 
     name: str
     unit: str
     pred: np.ndarray
     ref: np.ndarray
-    stats: Mapping[str, float]
+    stats: Mapping[str, Any]
     names: list[str] = field(default_factory=list)
     ref_label: str = "reference"
     pred_label: str = "predicted"
@@ -68,12 +71,12 @@ def _draw(ax_corr: plt.Axes, ax_ba: plt.Axes, panel: Paired) -> None:
     low, high = float(min(pred.min(), ref.min())), float(max(pred.max(), ref.max()))
     pad = 0.08 * (high - low or abs(high) or 1.0)
     ax_corr.plot([low - pad, high + pad], [low - pad, high + pad], color="0.6", lw=1, ls="--", label="identity")
-    ax_corr.scatter(ref, pred, color=PRED_COLOUR, edgecolor="k", lw=0.5, zorder=3)
+    ax_corr.scatter(ref, pred, color=POINT_COLOUR, edgecolor="k", lw=0.5, zorder=3)
     ax_corr.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal",
                 xlabel=f"{panel.ref_label}{unit}", ylabel=f"{panel.pred_label}{unit}",
                 title=f"{panel.name}: r = {_fmt(stats['pearson_r'], 3)}, n = {stats['n']}")
     mean, diff = (pred + ref) / 2, pred - ref
-    ax_ba.scatter(mean, diff, color=PRED_COLOUR, edgecolor="k", lw=0.5, zorder=3)
+    ax_ba.scatter(mean, diff, color=POINT_COLOUR, edgecolor="k", lw=0.5, zorder=3)
     ax_ba.axhline(0, color="0.6", lw=1)
     ax_ba.axhline(stats["bias"], color="tab:blue", lw=1.5, label=f"bias {_fmt(stats['bias'])}")
     if np.isfinite(stats["sd_diff"]):
@@ -84,6 +87,9 @@ def _draw(ax_corr: plt.Axes, ax_ba: plt.Axes, panel: Paired) -> None:
     ax_ba.set(xlabel=f"mean of {panel.pred_label} and {panel.ref_label}{unit}",
               ylabel=f"{panel.pred_label} − {panel.ref_label}{unit}",
               title=f"{panel.name}: MAE {_fmt(stats['mae'])}")
+    if stats.get("note"):  # too few pairs: no correlation, no limits of agreement, and the reason under each title
+        for ax in (ax_corr, ax_ba):
+            ax.set_title(f"{ax.get_title()}\n{textwrap.fill(stats['note'], NOTE_WIDTH)}", fontsize=10)
     ax_ba.legend(fontsize=8, loc="best")
     if len(names) <= LABEL_POINTS_UP_TO:
         for x, y, name in zip(ref, pred, names):

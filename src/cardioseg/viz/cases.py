@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.data.preprocess import normalize
-from cardioseg.viz.overlays import overlay
-from cardioseg.viz.plots import save_figure
+from cardioseg.viz.frames import contour_image, grey_levels
+from cardioseg.viz.plots import contour_legend, save_figure
 
 
 def representative_slice(ref: np.ndarray, axis: int) -> int:
@@ -27,13 +26,13 @@ def case_panel(prepared: PreparedDataset, case_id: str, prediction: np.ndarray) 
         axis = prepared.cases[case_id]["slice_axis"]
         k = representative_slice(ref, axis)
         image, ref, prediction = (np.take(a, k, axis=axis) for a in (image, ref, prediction))
-    return overlay(normalize(image, "percentile", (1, 99)), prediction, ref)
+    return contour_image(image, prediction, ref, grey_levels(image))
 
 
 def plot_best_median_worst(
     prepared: PreparedDataset, per_case: pd.DataFrame, predictions: dict[str, np.ndarray], out: Path
 ) -> Path | None:
-    """Three panels picked by post-processed Dice (mean over classes); green = reference, amber = prediction."""
+    """Three panels picked by post-processed Dice (mean over classes), under the legend of classes and line styles."""
     scores = per_case[per_case["variant"] == "post"].groupby("case_id")["dice"].mean().dropna().sort_values()
     if scores.empty:
         return None
@@ -43,5 +42,5 @@ def plot_best_median_worst(
         ax.imshow(case_panel(prepared, case_id, predictions[case_id]))
         ax.set_title(f"{title}: {case_id}\nDice {scores[case_id]:.3f}", fontsize=9)
         ax.axis("off")
-    fig.suptitle("green: reference, amber: prediction", fontsize=9)
+    contour_legend(fig, prepared.plan.class_names)
     return save_figure(fig, out)

@@ -1,6 +1,7 @@
-"""Contour overlays: predicted contour in one colour, reference in another, on the image.
+"""Contour overlays on the image: every class in its own colour, the reference solid, the prediction dashed.
 
-Label value ``IGNORE_LABEL`` (class unknown) is not a class: it gets no contour and no colour.
+Colours and styles: ``cardioseg.viz.palette``. Label value ``IGNORE_LABEL`` (class unknown) is
+not a class: it gets no contour and no colour.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ import cv2
 import numpy as np
 
 from cardioseg.plan import IGNORE_LABEL
+from cardioseg.viz.palette import GAP_COLOUR, RGB, class_colour
 
-PRED_COLOUR = (255, 200, 0)   # amber
-REF_COLOUR = (0, 220, 90)     # green
-CLASS_COLOURS = [(0, 220, 90), (80, 160, 255), (255, 90, 200), (255, 255, 0)]
+DASH, GAP = 6, 4  # contour points (about pixels) drawn, then skipped, along a predicted contour
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -28,27 +28,39 @@ def classes_in(labels: np.ndarray) -> list[int]:
     return [int(c) for c in np.unique(labels) if c and c != IGNORE_LABEL]
 
 
-def draw_contours(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], thickness: int = 1) -> np.ndarray:
+def draw_contours(rgb: np.ndarray, mask: np.ndarray, colour: RGB, thickness: int = 1, dashed: bool = False) -> np.ndarray:
+    """The outer contours of ``mask`` on ``rgb``: a solid line, or coloured dashes over a dark line."""
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    return cv2.drawContours(np.ascontiguousarray(rgb), contours, -1, colour, thickness)
+    rgb = np.ascontiguousarray(rgb)
+    if not dashed:
+        return cv2.drawContours(rgb, contours, -1, colour, thickness)
+    cv2.drawContours(rgb, contours, -1, GAP_COLOUR, thickness)
+    for contour in contours:
+        closed = np.vstack([contour, contour[:1]])
+        dashes = [closed[start : start + DASH + 1] for start in range(0, len(contour), DASH + GAP)]
+        cv2.polylines(rgb, dashes, False, colour, thickness)
+    return rgb
 
 
-def overlay(image: np.ndarray, pred: np.ndarray | None, ref: np.ndarray | None, thickness: int = 1) -> np.ndarray:
-    """RGB image with the reference contour (green) and the predicted contour (amber) of every class."""
-    rgb = to_rgb(image)
-    for labels, colour in ((ref, REF_COLOUR), (pred, PRED_COLOUR)):
+def draw_labels(rgb: np.ndarray, pred: np.ndarray | None, ref: np.ndarray | None, thickness: int = 1) -> np.ndarray:
+    """Every class of the reference (solid) and then of the prediction (dashed, on top) in its colour."""
+    for labels, dashed in ((ref, False), (pred, True)):
         if labels is None:
             continue
         for class_id in classes_in(labels):
-            rgb = draw_contours(rgb, labels == class_id, colour, thickness)
+            rgb = draw_contours(rgb, labels == class_id, class_colour(class_id), thickness, dashed)
     return rgb
+
+
+def overlay(image: np.ndarray, pred: np.ndarray | None, ref: np.ndarray | None, thickness: int = 1) -> np.ndarray:
+    """RGB image, pixel for pixel, with the reference (solid) and predicted (dashed) contours of every class."""
+    return draw_labels(to_rgb(image), pred, ref, thickness)
 
 
 def label_overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35) -> np.ndarray:
     """RGB image with each class filled in its own translucent colour (for dataset inspection)."""
     rgb = to_rgb(image).astype(np.float32)
     for class_id in classes_in(labels):
-        colour = np.array(CLASS_COLOURS[(class_id - 1) % len(CLASS_COLOURS)], np.float32)
         region = labels == class_id
-        rgb[region] = (1 - alpha) * rgb[region] + alpha * colour
+        rgb[region] = (1 - alpha) * rgb[region] + alpha * np.array(class_colour(class_id), np.float32)
     return rgb.astype(np.uint8)

@@ -14,6 +14,8 @@ from cardioseg.errors import CardiosegError
 from cardioseg.fileio import write_bytes
 from cardioseg.viz.frames import pad_to
 
+QUALITY = 4  # imageio-ffmpeg's scale (crf 30): half the bytes of its default (crf 25), contours still crisp
+
 
 @dataclass(frozen=True)
 class Video:
@@ -43,6 +45,7 @@ def _mp4(frames: list[np.ndarray], fps: float) -> bytes:
         path = Path(tmp) / "video.mp4"
         writer = imageio_ffmpeg.write_frames(
             str(path), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p", macro_block_size=16,
+            quality=QUALITY,
             output_params=["-movflags", "+faststart"], ffmpeg_log_level="error",
         )
         writer.send(None)

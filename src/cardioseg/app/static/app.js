@@ -2,7 +2,6 @@
 // The server keeps each upload's probabilities and edits; this page draws and sends what the user does.
 "use strict";
 
-const CLASS_COLOURS = [[255, 200, 0], [80, 160, 255], [255, 90, 200], [0, 220, 90]];
 const FILL_ALPHA = 70;
 
 const $ = (id) => document.getElementById(id);
@@ -26,8 +25,9 @@ const state = {
 
 // ---------- server calls ----------
 
+// X-Cardioseg tells the server the request comes from this page: a foreign page cannot send it.
 async function api(method, url, body) {
-  const options = { method, headers: {} };
+  const options = { method, headers: { "X-Cardioseg": "1" } };
   if (body instanceof Blob) {
     options.body = body;
     options.headers["Content-Type"] = "application/octet-stream";
@@ -227,16 +227,17 @@ function render() {
 }
 
 function colourOf(label) {
-  return CLASS_COLOURS[(label - 1) % CLASS_COLOURS.length];
+  // the project's one palette (cardioseg.viz.palette), sent with the classes by /api/info
+  const entry = state.info.classes.find((c) => c.label === label);
+  return entry ? entry.colour : [255, 255, 255];
 }
 
 function drawFill(ctx, canvas) {
   const { width: W, height: H, mask } = state;
   const fill = new ImageData(W, H);
+  const colours = new Map(state.info.classes.map((c) => [c.label, [...c.colour, FILL_ALPHA]]));
   for (let i = 0; i < mask.length; i++) {
-    if (!mask[i]) continue;
-    const [r, g, b] = colourOf(mask[i]);
-    fill.data.set([r, g, b, FILL_ALPHA], i * 4);
+    if (mask[i]) fill.data.set(colours.get(mask[i]) || [255, 255, 255, FILL_ALPHA], i * 4);
   }
   const buffer = new OffscreenCanvas(W, H);
   buffer.getContext("2d").putImageData(fill, 0, 0);
@@ -508,6 +509,12 @@ async function tagChanged() {
   }
 }
 
+function describeModel(info) {
+  const arch = info.encoder ? `${info.architecture} (${info.encoder})` : info.architecture;
+  const classes = info.classes.map((c) => c.name).join(", ");
+  return `model: ${info.model} · ${arch} · ${info.classes.length === 1 ? "class" : "classes"}: ${classes}`;
+}
+
 function showLegend(classes) {
   const items = classes.map((c) => {
     const item = document.createElement("span");
@@ -524,7 +531,8 @@ function showLegend(classes) {
 
 async function init() {
   state.info = await api("GET", "/api/info");
-  $("model-info").textContent = `model: ${state.info.model}`;
+  $("model-info").textContent = describeModel(state.info);
+  $("threshold-field").hidden = !state.info.binary; // a multi-class model takes the most likely class
   $("drop-hint").textContent = `PNG · JPEG · DICOM · NIfTI · ≤ ${state.info.max_upload_mb} MB`;
   showLegend(state.info.classes);
   showSettings(state.info.settings);

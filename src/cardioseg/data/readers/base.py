@@ -12,19 +12,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-import nibabel as nib
 import numpy as np
 import pydicom
-import SimpleITK as sitk
 from PIL import Image
 from pydicom.pixels import apply_modality_lut
 
 from cardioseg.config import DataConfig
 from cardioseg.data.case import Case, CaseRef
+from cardioseg.data.readers import dicom_io, volume_io
+from cardioseg.data.readers.dicom_io import MAX_DICOM_BYTES
+from cardioseg.data.sniff import Content, require_content
 from cardioseg.errors import DataError
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+RASTER_CONTENT = (Content.PNG, Content.JPEG, Content.TIFF, Content.BMP)
 
 
 class Reader(Protocol):
@@ -79,30 +81,55 @@ def read_raster(path: Path, *, label: bool = False) -> np.ndarray:
     """A PNG/JPEG/TIFF/BMP as a 2D array: colour is converted to grey (ITU-R 601 luma).
 
     For a label map (``label=True``) a palette image keeps its palette indices, which are the
-    class ids, instead of being converted to the colours they stand for.
+    class ids, instead of being converted to the colours they stand for. Pillow decodes by content,
+    so a JPEG named ``.png`` reads as it would under its own name; content that is no raster image
+    at all is refused, saying what it is.
     """
-    with reading(path, "image file"), Image.open(path) as opened:
-        opened.load()
-        colour = opened.mode in ("RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr", "1")
-        array = np.asarray(opened.convert("L") if colour or (opened.mode == "P" and not label) else opened)
+    with reading(path, "image file"):
+        require_content(path, RASTER_CONTENT, "an image (PNG, JPEG, TIFF or BMP)")
+        with Image.open(path) as opened:
+            opened.load()
+            colour = opened.mode in ("RGB", "RGBA", "LA", "PA", "CMYK", "YCbCr", "1")
+            array = np.asarray(opened.convert("L") if colour or (opened.mode == "P" and not label) else opened)
     return require_2d(array, path)
 
 
 def read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, pydicom.Dataset]:
-    """Pixels with RescaleSlope/Intercept applied, (row_mm, col_mm) from PixelSpacing, and the header."""
+    """Pixels with RescaleSlope/Intercept applied, (row_mm, col_mm) from PixelSpacing, and the header.
+
+    The header is read and its image size checked against ``MAX_DICOM_BYTES`` before any pixel
+    is decoded (see ``read_dicom_header``).
+    """
     with reading(path, "DICOM file"):
-        ds = pydicom.dcmread(path, force=True)
+        ds = dicom_io.open_dicom(path, MAX_DICOM_BYTES, pixels=True)
         if "PixelData" not in ds:
             raise DataError("not a DICOM image (no pixel data)", path)
+        dicom_io.dicom_geometry(ds, path)
         array = apply_modality_lut(ds.pixel_array, ds)
-        spacing = (float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1])) if "PixelSpacing" in ds else None
+        spacing = dicom_io.pixel_spacing(ds, path)
     return require_2d(array, path), spacing, ds
 
 
+def read_dicom_header(path: Path, max_bytes: int = MAX_DICOM_BYTES) -> pydicom.Dataset:
+    """A DICOM header without its pixels, refused when its image would take more than ``max_bytes``.
+
+    A deflated file (transfer syntax 1.2.840.10008.1.2.1.99) is inflated with a bound: no further
+    than its header plus the pixel bytes that header declares, so a small file that would inflate
+    to gigabytes is refused instead of filling memory.
+    """
+    with reading(path, "DICOM file"):
+        return dicom_io.open_dicom(path, max_bytes, pixels=False)
+
+
 def read_npy(path: Path) -> np.ndarray:
-    """A NumPy array file, without pickles (they could run code)."""
+    """A NumPy array file, without pickles (they could run code).
+
+    It is mapped first, then copied: a header declaring more than the file holds fails at the
+    mapping instead of allocating what it declares.
+    """
     with reading(path, "NumPy file"):
-        array = np.load(path, allow_pickle=False)
+        require_content(path, (Content.NPY,), "a NumPy .npy array")
+        array = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     return require_2d(array, path)
 
 
@@ -110,18 +137,20 @@ def read_volume(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray |
     """A NIfTI (nibabel) or MetaImage/NRRD (SimpleITK) file in index order (i, j, k), its spacing and affine.
 
     NIfTI goes through nibabel because SimpleITK silently returns partial pixels for a truncated
-    ``.nii.gz``. The affine is the NIfTI one; ITK formats have none here (None).
+    ``.nii.gz``. The affine is the NIfTI one; ITK formats have none here (None). Headers are checked
+    before any pixel is read: dimensions, data type, spacing, the declared size against the file
+    (and ``volume_io.MAX_VOLUME_BYTES``), and where a MetaImage/NRRD header says its pixels are.
     """
     with reading(path, "image volume"):
         if strip_suffix(path.name, NIFTI_SUFFIXES) is not None:
-            img = nib.load(path)
-            if not isinstance(img, nib.Nifti1Image):  # NIfTI-2 images subclass it
-                raise DataError(f"not a NIfTI image ({type(img).__name__})", path)
-            array = np.asanyarray(img.dataobj)
-            zooms = tuple(float(z) for z in img.header.get_zooms()[: array.ndim])
-            return array, zooms, np.asarray(img.affine)
-        itk = sitk.ReadImage(str(path))
-        return sitk.GetArrayFromImage(itk).T, tuple(float(s) for s in itk.GetSpacing()), None
+            return volume_io.read_nifti(path)
+        return volume_io.read_itk(path)
+
+
+def check_volume_header(path: Path) -> None:
+    """The checks ``read_volume`` makes before reading pixels, for readers that open volumes lazily."""
+    with reading(path, "image volume"):
+        volume_io.check_header(path)
 
 
 def require_2d(array: np.ndarray, path: Path) -> np.ndarray:

@@ -5,7 +5,9 @@ supported format (PNG, JPEG, TIFF, BMP, DICOM, NPY). Masks are either binary 0/2
 class 1) or label maps of class ids 0..31. Anything else -- grey 0/128/255 masks, many grey levels,
 fractional values -- is rejected: guessing would silently train on wrong classes.
 The patient id is the first group of ``cfg.patient_pattern`` matched against the stem (the whole
-match when it has no group, the whole stem when it does not match).
+match when it has no group, the whole stem when it does not match). A stem naming an apical view
+and phase in the CAMUS style (``patient0001_2CH_ED``, ``P12-4ch-es``) sets the case's view and
+phase, as the camus_png reader does, so a lab's own echo images get EF downstream.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cardioseg.anatomy import parse_view
 from cardioseg.config import DataConfig
 from cardioseg.data.case import Case, CaseRef
 from cardioseg.data.readers.base import (
@@ -29,6 +32,7 @@ from cardioseg.data.readers.base import (
     require_cases,
     strip_suffix,
 )
+from cardioseg.data.sniff import Content, identify_file
 from cardioseg.errors import ConfigError, DataError
 
 name = "folders"
@@ -53,7 +57,8 @@ def discover(root: Path, cfg: DataConfig) -> list[CaseRef]:
     images, masks = _by_stem(folders[0], ()), _by_stem(folders[1], _MASK_TAGS)
     _require_partners(images, masks, folders)
     pattern = _compile(cfg.patient_pattern)
-    refs = [CaseRef(stem, patient_id(stem, pattern), path, masks[stem]) for stem, path in sorted(images.items())]
+    refs = [CaseRef(stem, patient_id(stem, pattern), path, masks[stem], *parse_view(stem)[1:])
+            for stem, path in sorted(images.items())]
     return require_cases(refs, root, name)
 
 
@@ -89,7 +94,7 @@ def mask_to_labels(mask: np.ndarray, path: Path, shape: tuple[int, ...], mapped:
     elif values.min() < 0 or values.max() > MAX_CLASS_ID:
         hint = (
             " (JPEG compression alters mask values: save masks as PNG)"
-            if path.suffix.lower() in {".jpg", ".jpeg"}
+            if path.suffix.lower() in {".jpg", ".jpeg"} or (path.is_file() and identify_file(path) is Content.JPEG)
             else ""
         )
         raise DataError(
