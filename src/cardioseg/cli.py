@@ -78,7 +78,7 @@ def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) ->
 def prepare(
     source: Annotated[Path | None, typer.Option("--source", "-s", help="raw data folder")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="prepared dataset folder")] = None,
-    layout: Annotated[str | None, typer.Option(help="auto, camus, camus_png, msd, sunnybrook or folders")] = None,
+    layout: Annotated[str | None, typer.Option(help="auto, camus, camus_png, msd, sunnybrook, folders, labelme, coco or cvat")] = None,
     size: Annotated[int | None, typer.Option(help="square network input size in pixels")] = None,
     labels: Annotated[str | None, typer.Option(help="label mapping such as '1:1' (LV only) or '1:1,2:2,3:3'")] = None,
     skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="leave bad files out and list them")] = None,
@@ -290,10 +290,41 @@ def demo(
 
 
 @app.command("models")
-def list_models_command() -> None:
-    """List the registered architectures."""
+@reports_errors
+def list_models_command(
+    summary: Annotated[str | None, typer.Option("--summary", help="print the size table of this architecture instead")] = None,
+    encoder: Annotated[str | None, typer.Option("--encoder", help="encoder of an smp architecture (with --summary)")] = None,
+    size: Annotated[int, typer.Option("--size", min=1, help="image side in pixels for the memory and GFLOPs figures")] = 256,
+    classes: Annotated[int, typer.Option("--classes", min=1, help="output channels of the summarised model")] = 1,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """List the registered architectures, or with --summary ARCH measure one: parameters, memory, layers, GFLOPs."""
     from cardioseg.models.registry import get_model_entry, list_models
     from cardioseg.models.smp_models import STUDY_ENCODERS
+
+    if summary is not None:
+        from cardioseg.models.summary import summarize
+
+        cfg = resolve(config, set_, **{"model.arch": summary, "model.encoder": encoder, "model.classes": classes})
+        figures = summarize(cfg.model, size)
+        described = summary + (f" ({cfg.model.encoder})" if get_model_entry(summary).uses_encoder else "")
+        table = Table(title=f"{described}, batch 1, {cfg.model.in_channels} x {size} x {size}, float32")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        for label, value in [
+            ("total parameters", f"{figures.total_params:,}"),
+            ("trainable parameters", f"{figures.trainable_params:,}"),
+            ("parameter memory (MB)", f"{figures.param_mb:.2f}"),
+            ("forward/backward pass memory (MB)", f"{figures.activation_mb:.2f}"),
+            ("total memory (MB)", f"{figures.total_mb:.2f}"),
+            ("layers with parameters", f"{figures.layers_with_params:,}"),
+            ("leaf modules", f"{figures.leaf_modules:,}"),
+            ("GFLOPs per image (2 x MACs)", f"{figures.gflops:.3f}"),
+        ]:
+            table.add_row(label, value)
+        console.print(table)
+        return
 
     table = Table(title="registered architectures")
     table.add_column("name")

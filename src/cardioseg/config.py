@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cardioseg.errors import ConfigError
 
-Layout = Literal["auto", "camus", "camus_png", "msd", "sunnybrook", "folders"]
+Layout = Literal["auto", "camus", "camus_png", "msd", "sunnybrook", "folders", "labelme", "coco", "cvat"]
 
 
 class _Section(BaseModel):
@@ -36,6 +36,9 @@ class PreprocessConfig(_Section):
     clahe_tile_grid: int = Field(8, ge=1)
     crop: Literal["none", "center", "auto"] = "none"
     crop_fraction: float = Field(0.8, gt=0, le=1, description="side of the centre crop as a fraction of the image")
+    crop_pixels: int | None = Field(
+        None, ge=8, description="centre crop: a square of this many pixels instead of crop_fraction (the LV-on-MRI "
+        "study's 128-pixel crop); an image smaller than it keeps its own size along that axis")
     size: tuple[int, int] = (128, 128)
 
     @field_validator("median_filter")

@@ -53,7 +53,8 @@ evaluate:
 
 README = """\
 Put your images in data/images/ and the matching masks in data/masks/ (same file names,
-or with a _mask / _gt suffix). PNG, JPG, TIFF, BMP, DICOM or NPY; masks 0/255 or label maps.
+or with a _mask / _gt suffix). PNG, JPG, TIFF, BMP, DICOM or NPY images, or 3D volumes
+(NIfTI .nii/.nii.gz, MetaImage .mhd/.mha, NRRD) -- one kind per project; masks 0/255 or label maps.
 Then:
 
     cardioseg prepare -c cardioseg.yaml

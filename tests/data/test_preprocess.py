@@ -1,5 +1,7 @@
 """Each preprocessing step against arrays worked out by hand."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,25 @@ def test_restore_multiclass_background_outside_crop() -> None:
     restored = restore_probabilities(prob, Geometry((8, 8), (2, 6, 2, 6)))
     assert restored[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
     assert restored[:, 4, 4].tolist() == [0.0, 1.0, 0.0]
+
+
+def test_center_crop_of_a_fixed_number_of_pixels() -> None:
+    assert center_box((256, 200), 0.8, 128) == (64, 192, 36, 164)
+    assert center_box((100, 200), 0.8, 128) == (0, 100, 36, 164)  # shorter than the crop: kept whole
+
+
+def test_the_lv_mri_studys_128_pixel_centre_crop_on_real_dicom(sunnybrook5: Path, tmp_path: Path) -> None:
+    from cardioseg.config import load_config
+    from cardioseg.data.prepare import prepare_dataset
+    from cardioseg.data.prepared import PreparedDataset
+
+    cfg = load_config(overrides={"data.source": sunnybrook5, "data.prepared": tmp_path / "p", "data.labels": {1: 1},
+                                 "preprocess.crop": "center", "preprocess.crop_pixels": 128,
+                                 "preprocess.size": [128, 128]})
+    prepared = PreparedDataset(prepare_dataset(cfg, progress=False).out_dir)
+    case = prepared.manifest.case_id.iloc[0]
+    original = prepared.original_label(case)  # 256 x 256 Sunnybrook slices
+    assert original.shape == (256, 256) and prepared.plan.preprocess.crop_pixels == 128
+    row = int(prepared.manifest.index[prepared.manifest.case_id == case][0])
+    # a 128-pixel crop resized to 128 pixels is the crop itself: the prepared label is the centre of the original
+    np.testing.assert_array_equal(prepared.labels[row], original[64:192, 64:192])

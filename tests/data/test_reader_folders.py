@@ -178,3 +178,33 @@ def test_a_jpeg_mask_named_png_gets_the_jpeg_hint(tree: Path) -> None:
     Image.fromarray(mask).save(tree / "masks" / "pa_001_mask.png", format="JPEG", quality=50)
     with pytest.raises(DataError, match=r"pa_001_mask\.png.*JPEG compression alters mask values"):
         _load(tree, "pa_001")
+
+
+def test_nifti_volumes_in_images_and_masks_are_prepared_as_volumes(msd_heart_la: Path, tmp_path: Path) -> None:
+    """`cardioseg init`'s folders take MRI volumes too: real MSD volumes, read with their spacing, sliced."""
+    import nibabel as nib
+    from typer.testing import CliRunner
+
+    from cardioseg.cli import app
+    from cardioseg.data.prepared import PreparedDataset
+
+    raw = tmp_path / "raw"
+    for folder in ("images", "masks"):
+        (raw / folder).mkdir(parents=True)
+    for case in ("la_003", "la_004"):
+        shutil.copy(msd_heart_la / "imagesTr" / f"{case}.nii.gz", raw / "images" / f"{case}.nii.gz")
+        shutil.copy(msd_heart_la / "labelsTr" / f"{case}.nii.gz", raw / "masks" / f"{case}.nii.gz")
+    result = CliRunner().invoke(app, ["prepare", "-s", str(raw), "-o", str(tmp_path / "out"), "--size", "32", "-q"])
+    assert result.exit_code == 0, result.output
+    prepared = PreparedDataset(tmp_path / "out")
+    assert prepared.plan.layout == "folders" and prepared.plan.is_3d
+    reference = nib.load(msd_heart_la / "labelsTr" / "la_003.nii.gz")
+    np.testing.assert_array_equal(prepared.original_label("la_003"), np.asarray(reference.dataobj).astype(np.uint8))
+    assert prepared.spacing("la_003") == pytest.approx(reference.header.get_zooms()[:3])
+    depth = sum(nib.load(raw / "images" / f"{c}.nii.gz").shape[2] for c in ("la_003", "la_004"))
+    assert len(prepared.manifest) == depth  # every slice along the default slice axis
+
+    (raw / "images" / "extra.png").write_bytes((raw / "masks" / "la_003.nii.gz").read_bytes()[:0])
+    shutil.copy(raw / "images" / "extra.png", raw / "masks" / "extra.png")
+    mixed = CliRunner().invoke(app, ["prepare", "-s", str(raw), "-o", str(tmp_path / "mixed"), "-q"])
+    assert mixed.exit_code == 1 and "mixes 3D volumes" in " ".join(mixed.output.split())

@@ -160,8 +160,11 @@ def test_bad_options_raise_config_error(name: str, options: dict[str, object]) -
 
 
 def test_unknown_option_is_rejected() -> None:
-    with pytest.raises(TypeError):
-        build("resunet", bsae=32)
+    from cardioseg.config import ModelConfig
+    from cardioseg.models.factory import build_model
+
+    with pytest.raises(ConfigError, match=r"resunet has no option\(s\) bsae; it takes: .*base"):
+        build_model(ModelConfig(arch="resunet", encoder=None, classes=1, options={"bsae": 32}))
 
 
 @pytest.mark.parametrize("channels", [8, 16, 24, 64, 512])
@@ -211,3 +214,101 @@ def test_spconv_fuses_two_paths_with_softmax_weights() -> None:
 def test_spconv_rejects_an_unsplittable_input() -> None:
     with pytest.raises(ValueError, match="cannot split"):
         SPConv(1, 32)
+
+
+def double_conv_without_norm(c_in: int, c_out: int) -> int:
+    """Two 3x3 convs with bias, no BatchNorm."""
+    return 9 * c_in * c_out + c_out + 9 * c_out * c_out + c_out
+
+
+@pytest.mark.parametrize("name", ["plain_unet", "plain_unet_512"])
+def test_norm_none_has_no_batchnorm_and_trains_one_step(name: str) -> None:
+    model = build(name, base=4, norm="none").train()
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in build(name, base=4).modules())
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    target = (x > 0).float()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(2):
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x), target)
+        losses.append(loss.item())
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert losses[1] < losses[0]
+
+
+def test_norm_none_parameter_count_by_hand() -> None:
+    # widths 4, 8; bilinear: the decoder sees 4 + 8 channels.
+    # DC'(1,4) = 36+4+144+4 = 188; DC'(4,8) = 288+8+576+8 = 880; DC'(12,4) = 432+4+144+4 = 584; head 4+1 = 5
+    model = build("plain_unet", base=4, depth=2, norm="none")
+    expected = double_conv_without_norm(1, 4) + double_conv_without_norm(4, 8) + double_conv_without_norm(12, 4) + 5
+    assert n_params(model) == expected == 1657
+
+
+def test_norm_none_is_reachable_from_the_config() -> None:
+    from cardioseg.config import load_config, parse_override
+    from cardioseg.models.factory import build_model
+
+    cfg = load_config(None, dict(parse_override(s) for s in ["model.arch=plain_unet", "model.options.norm=none"]))
+    model = build_model(cfg.model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert n_params(model) < n_params(build("plain_unet"))
+
+
+def three_conv_res_block(c_in: int, c_out: int) -> int:
+    """Three bias-free 3x3 convs, three BatchNorms, and the 1x1 projection (conv + BN) the shapes need here."""
+    return 9 * c_in * c_out + 2 * 9 * c_out * c_out + 3 * 2 * c_out + c_in * c_out + 2 * c_out
+
+
+def test_resunet_three_conv_blocks_parameter_count_by_hand() -> None:
+    # widths 4, 8, 16. Encoder RB3(1,4) = 36+288+24+12 = 360, RB3(4,8) = 288+1152+48+48 = 1536,
+    # RB3(8,16) = 1152+4608+96+160 = 6016; decoder RB3(24,8) = 3136, RB3(12,4) = 800; head 5.
+    model = build("resunet", base=4, depth=3, block_convs=3)
+    expected = (
+        three_conv_res_block(1, 4)
+        + three_conv_res_block(4, 8)
+        + three_conv_res_block(8, 16)
+        + three_conv_res_block(24, 8)
+        + three_conv_res_block(12, 4)
+        + 5
+    )
+    assert n_params(model) == expected == 11_853
+
+
+def test_three_conv_block_downsamples_at_its_last_convolution() -> None:
+    model = build("resunet", base=4, depth=3, block_convs=3)
+    down = model.encoder[1]
+    strides = [m.stride for m in down.body if isinstance(m, nn.Conv2d)]
+    assert strides == [(1, 1), (1, 1), (2, 2)]
+    assert down.shortcut[0].stride == (2, 2)
+    assert [m.stride for m in model.encoder[0].body if isinstance(m, nn.Conv2d)] == [(1, 1)] * 3
+    assert [m.stride for m in build("resunet", base=4, depth=3).encoder[1].body if isinstance(m, nn.Conv2d)] == [
+        (2, 2),
+        (1, 1),
+    ]
+
+
+@pytest.mark.parametrize("name", ["resunet", "resunet_improved"])
+def test_three_conv_blocks_keep_the_output_shape(name: str) -> None:
+    model = build(name, base=8, depth=3, block_convs=3, classes=2).eval()
+    two = build(name, base=8, depth=3, classes=2)
+    assert n_params(model) > n_params(two)
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 33, 47)).shape == (1, 2, 33, 47)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("plain_unet", {"norm": "layer"}),
+        ("plain_unet_512", {"norm": None}),
+        ("resunet", {"block_convs": 4}),
+        ("resunet_improved", {"block_convs": True}),
+        ("resunet", {"block_convs": 3.0}),
+    ],
+)
+def test_bad_new_options_raise_config_error(name: str, options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match=r"norm|block_convs"):
+        build(name, **options)

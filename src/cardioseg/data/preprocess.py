@@ -266,9 +266,13 @@ class GraphNormalize(nn.Module):
         return torch.where(valid, scaled.clamp(0.0, 1.0), zeros)
 
 
-def center_box(shape: tuple[int, int], fraction: float) -> Box:
+def center_box(shape: tuple[int, int], fraction: float, pixels: int | None = None) -> Box:
+    """The centred box of ``pixels`` x ``pixels`` (clipped to the image), else ``fraction`` of each side."""
     height, width = shape
-    crop_h, crop_w = max(1, round(height * fraction)), max(1, round(width * fraction))
+    if pixels is not None:
+        crop_h, crop_w = min(pixels, height), min(pixels, width)
+    else:
+        crop_h, crop_w = max(1, round(height * fraction)), max(1, round(width * fraction))
     y0, x0 = (height - crop_h) // 2, (width - crop_w) // 2
     return y0, y0 + crop_h, x0, x0 + crop_w
 
@@ -294,16 +298,17 @@ def auto_box(plane: np.ndarray, margin: float = 0.05) -> Box:
 
 @dataclass(frozen=True)
 class Crop:
-    """Region-of-interest crop: none, a centred fraction, or the box of the bright region (auto)."""
+    """Region-of-interest crop: none, a centred fraction or square of pixels, or the box of the bright region (auto)."""
 
     mode: str
     fraction: float
+    pixels: int | None = None
 
     def fit(self, projection: np.ndarray) -> Box:
         """The box for a plane, or for every plane of a volume from its normalised maximum projection."""
         height, width = projection.shape
         if self.mode == "center":
-            return center_box((height, width), self.fraction)
+            return center_box((height, width), self.fraction, self.pixels)
         if self.mode == "auto":
             return auto_box(projection)
         return 0, height, 0, width
@@ -362,7 +367,7 @@ class Pipeline:
         self.median = MedianFilter(pre.median_filter)
         self.clahe = Clahe(pre.clahe_clip_limit, pre.clahe_tile_grid) if pre.clahe else None
         self.normalize = Normalize(pre.normalize, pre.percentiles)
-        self.crop = Crop(pre.crop, pre.crop_fraction)
+        self.crop = Crop(pre.crop, pre.crop_fraction, pre.crop_pixels)
         self.resize = Resize(pre.size)
 
     @classmethod

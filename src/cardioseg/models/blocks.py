@@ -3,6 +3,8 @@
 Every block maps (B, C_in, H, W) to (B, C_out, H, W): none changes the spatial size except
 ``ResBlock`` with ``stride=2``. Convolutions that feed a BatchNorm have no bias. Blocks with an
 activation take ``activation="relu" | "leaky_relu"`` (LeakyReLU with PyTorch's slope 0.01).
+``ConvBNAct`` and ``DoubleConv`` take ``norm="batch" | "none"``; without BatchNorm the
+convolutions get their bias back, since nothing downstream absorbs a shift any more.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 Activation = Literal["relu", "leaky_relu"]
+Norm = Literal["batch", "none"]
+NORMS: tuple[Norm, ...] = ("batch", "none")
 
 
 def make_activation(name: Activation) -> nn.Module:
@@ -26,7 +30,10 @@ def make_activation(name: Activation) -> nn.Module:
 
 
 class ConvBNAct(nn.Sequential):
-    """Convolution (no bias), BatchNorm, activation; 'same' padding for odd kernels."""
+    """Convolution (no bias), BatchNorm, activation; 'same' padding for odd kernels.
+
+    ``norm="none"`` drops the BatchNorm and gives the convolution a bias: conv-act.
+    """
 
     def __init__(
         self,
@@ -36,28 +43,31 @@ class ConvBNAct(nn.Sequential):
         *,
         dilation: int = 1,
         activation: Activation = "relu",
+        norm: Norm = "batch",
     ) -> None:
-        super().__init__(
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                padding=dilation * (kernel_size - 1) // 2,
-                dilation=dilation,
-                bias=False,
-            ),
-            nn.BatchNorm2d(out_channels),
-            make_activation(activation),
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; use 'batch' or 'none'")
+        conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            padding=dilation * (kernel_size - 1) // 2,
+            dilation=dilation,
+            bias=norm == "none",
         )
+        normalisation = [nn.BatchNorm2d(out_channels)] if norm == "batch" else []
+        super().__init__(conv, *normalisation, make_activation(activation))
 
 
 class DoubleConv(nn.Sequential):
-    """(conv3x3-BN-act) x 2: the stage of U-Net (Ronneberger et al. 2015), with BatchNorm."""
+    """(conv3x3-BN-act) x 2: the stage of U-Net (Ronneberger et al. 2015), with BatchNorm unless ``norm="none"``."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, activation: Activation = "relu") -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, *, activation: Activation = "relu", norm: Norm = "batch"
+    ) -> None:
         super().__init__(
-            ConvBNAct(in_channels, out_channels, activation=activation),
-            ConvBNAct(out_channels, out_channels, activation=activation),
+            ConvBNAct(in_channels, out_channels, activation=activation, norm=norm),
+            ConvBNAct(out_channels, out_channels, activation=activation, norm=norm),
         )
 
 
@@ -66,19 +76,33 @@ class ResBlock(nn.Module):
 
     The shortcut is the identity when shapes agree, else a 1x1 projection (conv + BN) with the
     same stride. ``stride=2`` halves the resolution, as in ResUNet (Zhang et al. 2018).
+    ``convs=3`` is the improved-ResUNet block (its Table 1): three conv3x3-BN with strides
+    1, 1, ``stride``, i.e. it down-samples at the last convolution instead of the first.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, stride: int = 1, activation: Activation = "relu"
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int = 1,
+        activation: Activation = "relu",
+        convs: Literal[2, 3] = 2,
     ) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            make_activation(activation),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
+        if convs not in (2, 3):
+            raise ValueError(f"ResBlock has 2 or 3 convolutions, got {convs!r}")
+        strides = [stride, 1] if convs == 2 else [1, 1, stride]
+        layers: list[nn.Module] = []
+        for i, conv_stride in enumerate(strides):
+            c_in = in_channels if i == 0 else out_channels
+            layers += [
+                nn.Conv2d(c_in, out_channels, 3, stride=conv_stride, padding=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+            ]
+            if i < len(strides) - 1:
+                layers.append(make_activation(activation))
+        self.body = nn.Sequential(*layers)
         if stride == 1 and in_channels == out_channels:
             self.shortcut: nn.Module = nn.Identity()
         else:

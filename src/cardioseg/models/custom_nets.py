@@ -23,6 +23,8 @@ levels) and handles any input size (see ``UNet``). Parameter counts are for in_c
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 from torch import nn
 
 from cardioseg.errors import ConfigError
@@ -39,32 +41,49 @@ from cardioseg.models.blocks import (
 )
 from cardioseg.models.unet import EncoderFactory, UNet, pooled, stage_widths
 
+BlockConvs = Literal[2, 3]
+"""3x3 convolutions per ResUNet residual block: 2 (ResUNet) or 3 (the improved-ResUNet paper)."""
 
-def _residual_encoder(activation: Activation) -> EncoderFactory:
+
+def _residual_encoder(activation: Activation, convs: BlockConvs) -> EncoderFactory:
     def make(in_channels: int, out_channels: int, downsample: bool) -> nn.Module:
-        return ResBlock(in_channels, out_channels, stride=2 if downsample else 1, activation=activation)
+        return ResBlock(in_channels, out_channels, stride=2 if downsample else 1, activation=activation, convs=convs)
 
     return make
 
 
-def resunet(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5) -> nn.Module:
+def _checked_block_convs(block_convs: object) -> BlockConvs:
+    """``block_convs`` as given, if it is 2 (ResUNet's block) or 3 (the improved ResUNet paper's)."""
+    if type(block_convs) is not int or block_convs not in (2, 3):
+        raise ConfigError(f"model option block_convs must be 2 or 3, got {block_convs!r}")
+    return cast(BlockConvs, block_convs)
+
+
+def resunet(
+    in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5, block_convs: BlockConvs = 2
+) -> nn.Module:
     """ResUNet (Zhang et al. 2018, "Road extraction by deep residual U-Net"): U-Net whose stages are
     residual blocks with 1x1 projection shortcuts; the encoder down-samples with stride-2 residual
     blocks, the decoder upsamples bilinearly. ReLU.
 
-    Options: ``base`` (64), ``depth`` (5: widths 64/128/256/512/1024). Parameters at the defaults:
-    33,130,433 (expected range 33.0M-33.3M); ``base=32``: 8,287,201.
+    Options: ``base`` (64), ``depth`` (5: widths 64/128/256/512/1024), ``block_convs`` (2; 3 gives
+    every residual block, encoder and decoder, the improved-ResUNet paper's three 3x3 convolutions
+    with strides 1, 1, 2 in down-sampling blocks, 1, 1, 1 elsewhere). Parameters at the defaults:
+    33,130,433 (expected range 33.0M-33.3M); ``base=32``: 8,287,201; ``block_convs=3``: 48,840,385.
     """
+    convs = _checked_block_convs(block_convs)
     return UNet(
         in_channels,
         classes,
         stage_widths(base, depth),
-        encoder=_residual_encoder("relu"),
-        decoder=lambda c_in, c_out: ResBlock(c_in, c_out),
+        encoder=_residual_encoder("relu", convs),
+        decoder=lambda c_in, c_out: ResBlock(c_in, c_out, convs=convs),
     )
 
 
-def resunet_improved(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5) -> nn.Module:
+def resunet_improved(
+    in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5, block_convs: BlockConvs = 2
+) -> nn.Module:
     """Improved ResUNet for echocardiography: ``resunet`` plus
       * an Inception module (1x1, 3x3, 5x5 and pooling branches for multi-scale context) added
         residually at the bottleneck, where its 5x5 branch sees a large part of the image;
@@ -74,19 +93,24 @@ def resunet_improved(in_channels: int = 1, classes: int = 1, *, base: int = 64, 
       * LeakyReLU (slope 0.01) everywhere: negative inputs keep a small gradient (no dead units).
     Reference design: five encoder ResBlocks 64 -> 1024 and four decoder ResBlocks back to 64.
 
-    Options: ``base`` (64; must be divisible by 4 for the Inception split), ``depth`` (5).
-    Parameters at the defaults: 36,979,493 (expected range 36.8M-37.2M); ``base=32``: 9,251,095.
+    Options: ``base`` (64; must be divisible by 4 for the Inception split), ``depth`` (5),
+    ``block_convs`` (2, or 3 for the paper's residual block of its Table 1: three 3x3 convolutions,
+    strides 1, 1, 2; as in ``resunet``). Parameters at the defaults: 36,979,493 (expected range
+    36.8M-37.2M); ``base=32``: 9,251,095; ``block_convs=3``: 52,689,445.
     """
     widths = stage_widths(base, depth)
     if widths[-1] % 4:
         raise ConfigError(f"resunet_improved needs base * 2**(depth-1) divisible by 4, got {widths[-1]}")
+    convs = _checked_block_convs(block_convs)
     act: Activation = "leaky_relu"
     return UNet(
         in_channels,
         classes,
         widths,
-        encoder=_residual_encoder(act),
-        decoder=lambda c_in, c_out: nn.Sequential(ResBlock(c_in, c_out, activation=act), SqueezeExcitation(c_out)),
+        encoder=_residual_encoder(act, convs),
+        decoder=lambda c_in, c_out: nn.Sequential(
+            ResBlock(c_in, c_out, activation=act, convs=convs), SqueezeExcitation(c_out)
+        ),
         skip=lambda c_skip, c_gate: AttentionGate(c_skip, c_gate, activation=act),
         bottleneck=Residual(InceptionModule(widths[-1], widths[-1], activation=act)),
     )

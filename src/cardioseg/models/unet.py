@@ -9,6 +9,7 @@ multiple of ``2 ** (depth - 1)`` and the logits are cropped back, so the output 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cardioseg.errors import ConfigError
-from cardioseg.models.blocks import DoubleConv
+from cardioseg.models.blocks import NORMS, DoubleConv, Norm
 
 Upsampling = Literal["bilinear", "transpose"]
 BlockFactory = Callable[[int, int], nn.Module]
@@ -45,6 +46,14 @@ def stage_widths(base: int, depth: int) -> list[int]:
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
         raise ConfigError(f"model option depth must be an integer >= 2, got {depth!r}")
     return [base * 2**i for i in range(depth)]
+
+
+def double_conv_stages(norm: Norm) -> tuple[EncoderFactory, BlockFactory]:
+    """The (encoder, decoder) factories of DoubleConv stages with ``norm``, checked."""
+    if norm not in NORMS:
+        raise ConfigError(f"model option norm must be 'batch' or 'none', got {norm!r}")
+    block = functools.partial(DoubleConv, norm=norm)
+    return pooled(block), block
 
 
 class UNet(nn.Module):
@@ -105,27 +114,40 @@ class UNet(nn.Module):
 
 
 def plain_unet(
-    in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 4, upsampling: Upsampling = "bilinear"
+    in_channels: int = 1,
+    classes: int = 1,
+    *,
+    base: int = 32,
+    depth: int = 4,
+    upsampling: Upsampling = "bilinear",
+    norm: Norm = "batch",
 ) -> nn.Module:
     """Plain U-Net baseline: DoubleConv stages with BatchNorm + ReLU, max-pool down-sampling.
 
     Options: ``base`` (32) width of the first level; ``depth`` (4) resolution levels, i.e. widths
     32/64/128/256 and three 2x down-samplings; ``upsampling`` ("bilinear", keeps the deeper width
-    and lets the DoubleConv reduce it, or "transpose", a 2x2 transposed conv to the skip width).
+    and lets the DoubleConv reduce it, or "transpose", a 2x2 transposed conv to the skip width);
+    ``norm`` ("batch", or "none": no BatchNorm, biased convolutions, DC(a, c) = 9ac + 9c^2 + 2c).
 
     Parameters at the defaults (in_channels=1, classes=1): 1,947,713, from DC(a, c) =
     9ac + 9c^2 + 4c (two bias-free 3x3 convs, two BatchNorms):
     encoder DC(1,32) + DC(32,64) + DC(64,128) + DC(128,256) = 1,172,640;
     decoder DC(256+128,128) + DC(128+64,64) + DC(64+32,32) = 775,040; 1x1 head 32 + 1 = 33.
     """
-    return UNet(in_channels, classes, stage_widths(base, depth), upsampling=upsampling)
+    encoder, decoder = double_conv_stages(norm)
+    return UNet(
+        in_channels, classes, stage_widths(base, depth), encoder=encoder, decoder=decoder, upsampling=upsampling
+    )
 
 
-def plain_unet_512(in_channels: int = 1, classes: int = 1, *, base: int = 32) -> nn.Module:
+def plain_unet_512(in_channels: int = 1, classes: int = 1, *, base: int = 32, norm: Norm = "batch") -> nn.Module:
     """The classic U-Net layout at half width: five levels 32..512, four down-samplings, 2x2
-    transposed-conv upsampling, DoubleConv stages with BatchNorm + ReLU. Option: ``base`` (32).
+    transposed-conv upsampling, DoubleConv stages with BatchNorm + ReLU. Options: ``base`` (32);
+    ``norm`` ("batch", or "none" for the LV-on-DICOM-MRI study's U-Net 32-512 without BatchNorm).
 
     Parameters at the defaults: 7,762,465 (encoder 4,713,632; four transposed convs 4 w_{i+1} w_i + w_i
-    = 696,800; decoder DC(2w, w) = 2,352,000; head 33).
+    = 696,800; decoder DC(2w, w) = 2,352,000; head 33); ``norm="none"``: 7,759,521 (each of the 18
+    BatchNorms' 2c parameters gives way to one conv bias of c).
     """
-    return UNet(in_channels, classes, stage_widths(base, 5), upsampling="transpose")
+    encoder, decoder = double_conv_stages(norm)
+    return UNet(in_channels, classes, stage_widths(base, 5), encoder=encoder, decoder=decoder, upsampling="transpose")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cardioseg.data.readers import camus, camus_png, folders, msd, sunnybrook
+from cardioseg.data.readers import camus, camus_png, coco, cvat, folders, labelme, msd, sunnybrook
 from cardioseg.data.readers.base import Reader
 from cardioseg.errors import ConfigError, DataError
 
@@ -17,6 +17,9 @@ READERS: dict[str, Reader] = {
     "camus": camus,
     "camus_png": camus_png,
     "folders": folders,
+    "labelme": labelme,
+    "coco": coco,
+    "cvat": cvat,
 }
 
 _LANDMARKS = {
@@ -25,7 +28,13 @@ _LANDMARKS = {
     "camus": "patientNNNN/ folders of .nii.gz or .mhd frames",
     "camus_png": "patientNNNN_2CH_ED.png files (in the folder or its subfolders)",
     "folders": "images/ + masks/ (or image/ + mask/)",
+    "labelme": "LabelMe .json files (with 'shapes') beside their images",
+    "coco": "annotations/*.json (or a *.json with 'images', 'annotations', 'categories') + images/",
+    "cvat": "annotations.xml (CVAT for images 1.1) + its images",
 }
+
+
+ANNOTATION_LAYOUTS = ("labelme", "coco", "cvat")
 
 
 def detect_layout(root: Path) -> str:
@@ -40,6 +49,9 @@ def detect_layout(root: Path) -> str:
     matches = [layout for layout, reader in READERS.items() if reader.looks_like(root)]
     if "folders" in matches:
         return "folders"
+    annotated = [m for m in matches if m in ANNOTATION_LAYOUTS]
+    if len(annotated) == 1 and set(matches) <= {annotated[0], "camus_png"}:
+        return annotated[0]  # an annotation file decides it against CAMUS-style file names, as a folder pair does
     if len(matches) == 1:
         return matches[0]
     if matches:

@@ -1,7 +1,9 @@
 """Generic paired folders: ``images/`` + ``masks/`` (or ``image/`` + ``mask/``) with matching stems.
 
 A mask pairs with the image of the same stem, optionally followed by ``_mask`` or ``_gt``, in any
-supported format (PNG, JPEG, TIFF, BMP, DICOM, NPY). Masks are either binary 0/255 (255 becomes
+supported format: 2D images (PNG, JPEG, TIFF, BMP, DICOM, NPY) or 3D volumes (NIfTI, MetaImage,
+NRRD, read with their spacing and affine as the MSD layout reads them). One folder holds either
+images or volumes: a mix would make one plan serve two kinds of data, and is refused. Masks are either binary 0/255 (255 becomes
 class 1) or label maps of class ids 0..31. Anything else -- grey 0/128/255 masks, many grey levels,
 fractional values -- is rejected: guessing would silently train on wrong classes.
 The patient id is the first group of ``cfg.patient_pattern`` matched against the stem (the whole
@@ -21,6 +23,7 @@ from cardioseg.anatomy import parse_view
 from cardioseg.config import DataConfig
 from cardioseg.data.case import Case, CaseRef
 from cardioseg.data.readers.base import (
+    NIFTI_SUFFIXES,
     RASTER_SUFFIXES,
     case_from_ref,
     check_image,
@@ -29,6 +32,7 @@ from cardioseg.data.readers.base import (
     read_dicom,
     read_npy,
     read_raster,
+    read_volume,
     require_cases,
     strip_suffix,
 )
@@ -39,7 +43,8 @@ name = "folders"
 label_names: dict[int, str] = {}
 orientation_fix = "none"
 
-SUFFIXES = (*RASTER_SUFFIXES, ".dcm", ".npy")
+VOLUME_SUFFIXES = (*NIFTI_SUFFIXES, ".mhd", ".mha", ".nrrd")
+SUFFIXES = (*RASTER_SUFFIXES, ".dcm", ".npy", *VOLUME_SUFFIXES)
 MAX_CLASS_ID = 31
 _FOLDER_PAIRS = (("images", "masks"), ("image", "mask"))
 _MASK_TAGS = ("_mask", "_gt")
@@ -56,19 +61,20 @@ def discover(root: Path, cfg: DataConfig) -> list[CaseRef]:
         raise DataError("expected images/ and masks/ (or image/ and mask/) folders", root)
     images, masks = _by_stem(folders[0], ()), _by_stem(folders[1], _MASK_TAGS)
     _require_partners(images, masks, folders)
-    pattern = _compile(cfg.patient_pattern)
+    _require_one_kind(images, folders[0])
+    pattern = compile_pattern(cfg.patient_pattern)
     refs = [CaseRef(stem, patient_id(stem, pattern), path, masks[stem], *parse_view(stem)[1:])
             for stem, path in sorted(images.items())]
     return require_cases(refs, root, name)
 
 
 def load(ref: CaseRef, cfg: DataConfig) -> Case:
-    image, spacing = _read(ref.image_path, label=False)
+    image, spacing, affine = _read(ref.image_path, label=False)
     check_image(image, ref.image_path)
     label = None
     if ref.label_path is not None:
         label = mask_to_labels(_read(ref.label_path, label=True)[0], ref.label_path, image.shape, set(cfg.labels or ()))
-    return case_from_ref(ref, image, label, spacing)
+    return case_from_ref(ref, image, label, spacing, affine)
 
 
 def official_splits(root: Path) -> dict[str, str] | None:
@@ -103,15 +109,33 @@ def mask_to_labels(mask: np.ndarray, path: Path, shape: tuple[int, ...], mapped:
     return check_label(mask, path, shape)
 
 
-def _read(path: Path, *, label: bool) -> tuple[np.ndarray, tuple[float, float] | None]:
-    """Any supported file as a 2D array, with (row_mm, col_mm) when the format records it (DICOM)."""
+def _read(path: Path, *, label: bool) -> tuple[np.ndarray, tuple[float, ...] | None, np.ndarray | None]:
+    """Any supported file as an array (2D, or 3D for a volume), its spacing in mm when the format records it
+    (DICOM, volumes), and a NIfTI volume's affine."""
+    if _is_volume(path):
+        array, spacing, affine = read_volume(path)
+        if array.ndim != 3:
+            raise DataError(f"expected a 3D volume, got shape {array.shape}", path)
+        return array, spacing, affine
     suffix = path.suffix.lower()
     if suffix == ".dcm":
-        array, spacing, _ = read_dicom(path)
-        return array, spacing
+        array, plane_spacing, _ = read_dicom(path)
+        return array, plane_spacing, None
     if suffix == ".npy":
-        return read_npy(path), None
-    return read_raster(path, label=label), None
+        return read_npy(path), None, None
+    return read_raster(path, label=label), None, None
+
+
+def _is_volume(path: Path) -> bool:
+    return strip_suffix(path.name, VOLUME_SUFFIXES) is not None
+
+
+def _require_one_kind(images: dict[str, Path], folder: Path) -> None:
+    volumes = [p for p in images.values() if _is_volume(p)]
+    if volumes and len(volumes) != len(images):
+        flat = next(p for p in images.values() if not _is_volume(p))
+        raise DataError(f"this folder mixes 3D volumes ({volumes[0].name}, ...) and 2D images ({flat.name}, ...); "
+                        "prepare them from separate folders", folder)
 
 
 def _folders(root: Path) -> tuple[Path, Path] | None:
@@ -147,7 +171,7 @@ def _require_partners(images: dict[str, Path], masks: dict[str, Path], folders: 
     raise DataError(f"{len(lonely)} file(s) without a partner image or mask: {names}{more}", where)
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
+def compile_pattern(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as exc:
