@@ -399,11 +399,11 @@ def predict(
         console.print("hint: `cardioseg export -m MODEL` once, and --backend auto runs on ONNX Runtime (faster on CPU)")
     if result.bad:
         from cardioseg.artifacts import PredictionFiles
-        from cardioseg.errors import MAX_LISTED
+        from cardioseg.errors import problem_summary
 
-        shown = "".join(f"\n  {where}: {why}" for where, why in result.bad[:MAX_LISTED])
-        err_console.print(f"[bold red]error:[/] {len(result.bad)} input(s) could not be segmented (all listed in "
-                          f"{PredictionFiles(result.out_dir).bad_files}):{shown}", highlight=False, soft_wrap=True)
+        listing = PredictionFiles(result.out_dir).bad_files  # written by predict_files, as CSV
+        err_console.print(f"[bold red]error:[/] {problem_summary(f'{len(result.bad)} input(s) could not be segmented:', result.bad, listing)}",
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

@@ -35,14 +35,18 @@ MAX_LISTED = 10
 
 
 def problem_list(summary: str, problems: list[tuple[str, str]], full_list: Path) -> str:
+    """``problem_summary`` after writing every "file: problem" line to ``full_list``."""
+    full_list = Path(full_list)
+    full_list.parent.mkdir(parents=True, exist_ok=True)
+    full_list.write_text("".join(f"{where}: {why}\n" for where, why in problems), encoding="utf-8")
+    return problem_summary(summary, problems, full_list)
+
+
+def problem_summary(summary: str, problems: list[tuple[str, str]], full_list: Path) -> str:
     """``summary``, then the first ``MAX_LISTED`` "file: problem" lines, then the count and where all are listed.
 
     A run with hundreds of bad files would otherwise print one unreadable line of many kilobytes.
     """
-    lines = [f"{where}: {why}" for where, why in problems]
-    full_list = Path(full_list)
-    full_list.parent.mkdir(parents=True, exist_ok=True)
-    full_list.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    shown = "\n".join(f"  {line}" for line in lines[:MAX_LISTED])
-    more = f"\n  ... and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else ""
-    return f"{summary}\n{shown}{more}\n{len(lines)} in all, listed in {full_list}"
+    shown = "\n".join(f"  {where}: {why}" for where, why in problems[:MAX_LISTED])
+    more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+    return f"{summary}\n{shown}{more}\n{len(problems)} in all, listed in {full_list}"

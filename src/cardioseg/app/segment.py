@@ -17,7 +17,6 @@ and affines that are not positive finite numbers (they would break measurements 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,25 +105,11 @@ def _check_size(n_voxels: int) -> None:
         raise DataError(f"the image has {n_voxels:,} pixels; the app takes at most {MAX_VOXELS:,}")
 
 
-def _check_shape(shape: tuple[int, ...]) -> None:
-    """Every axis at least 1 long and the voxel count within ``MAX_VOXELS``, computed without overflow."""
-    if any(n < 1 for n in shape):
-        raise DataError(f"the header declares a shape of {tuple(shape)}: every dimension must be at least 1")
-    _check_size(math.prod(shape))
-
-
 def _check_decoded(n_bytes: int, what: str, max_mb: float) -> None:
     """Refuse, before decoding, a file that would inflate past the upload limit."""
     if n_bytes > max_mb * 2**20:
         raise UploadTooLarge(f"{what} would decode to {n_bytes / 2**20:,.1f} MB, over the limit of {max_mb:g} MB "
                              "(serve.max_upload_mb)")
-
-
-def _check_geometry(spacing: tuple[float, ...] | None, affine: np.ndarray | None, where: str) -> None:
-    if spacing is not None and not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise DataError(f"the {where} {tuple(spacing)} must be positive finite numbers")
-    if affine is not None and not np.isfinite(affine).all():
-        raise DataError("the NIfTI affine (sform/qform) holds NaN or infinite values")
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -154,7 +139,6 @@ def segment_image(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> 
     with reading(path, f"{kind.name} file"):  # whatever a reader raises on an upload is the file's fault
         image, spacing = _read_plane(path, kind, max_mb)
     _check_size(image.size)
-    _check_geometry(spacing, None, "pixel spacing")
     prob = model.segmenter.images([image])[0]
     fix = model.plan.orientation
     spacing = model.plan.plane_spacing(spacing)
@@ -172,12 +156,12 @@ def segment_image(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> 
 
 def segment_volume(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> Scan:
     """A NIfTI volume, plane by plane along the model's slice axis, on the file's grid."""
-    volume = VolumeFile(path)  # reads the header only
-    _check_shape(volume.stored_shape)
+    volume = VolumeFile(path)  # reads the header only; shape, voxel sizes and affine are checked there
+    _check_size(volume.n_voxels)
     dtype = volume.image.header.get_data_dtype()
-    _check_decoded(math.prod(volume.shape) * dtype.itemsize, f"the {'x'.join(map(str, volume.shape))} {dtype} volume", max_mb)
-    zooms = tuple(float(z) for z in volume.image.header.get_zooms()[:3])
-    _check_geometry(zooms, np.asarray(volume.image.affine), "voxel sizes")
+    _check_decoded(volume.n_voxels * dtype.itemsize, f"the {'x'.join(map(str, volume.shape))} {dtype} volume", max_mb)
+    if volume.spacing is None:
+        raise DataError(f"the voxel sizes {volume.image.header.get_zooms()[:3]} must be positive finite numbers")
     seg = model.segmenter
     prob = np.zeros((seg.classes, *volume.shape), np.float16)
     for k, plane in seg.volume(volume, default_memory_budget(), model.batch_size):
@@ -186,7 +170,7 @@ def segment_volume(model: ServedModel, path: Path, kind: Kind, max_mb: float) ->
         kind=kind,
         image=_display(volume.read()),
         prob=prob,
-        spacing=(*zooms, *(1.0,) * (3 - len(zooms))),  # type: ignore[arg-type]
+        spacing=volume.spacing,
         affine=np.asarray(volume.image.affine),
         orientation_fix="none",
         volume=volume,

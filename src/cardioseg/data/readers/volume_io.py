@@ -122,6 +122,8 @@ def _nifti_bytes(header: nib.Nifti1Header, path: Path) -> int:
         spacing = pixdim[axis]
         if not math.isfinite(spacing) or spacing < 0 or (spacing == 0 and shape[axis - 1] > 1 and axis <= 3):
             raise DataError(f"spacing pixdim[{axis}] = {spacing:g}: voxel sizes must be finite and positive", path)
+    if not np.isfinite(header.get_best_affine()).all():
+        raise DataError("the NIfTI affine (sform/qform) holds NaN or infinite values", path)
     n_bytes = math.prod(shape) * dtype.itemsize
     if n_bytes > MAX_VOLUME_BYTES:
         raise DataError(f"the header declares {' x '.join(map(str, shape))} voxels of {dtype} ({n_bytes:,} bytes), "
