@@ -1,14 +1,20 @@
-"""Inference speed (issue 7): images/s and single-image latency of U-Net-ResNet18 on this CPU.
+"""Inference speed (issues 7 and 16): images/s and single-image latency of U-Net-ResNet18 on this CPU.
 
 Backends, each through the class `cardioseg predict` uses (so conversion and activation count):
 PyTorch fp32, PyTorch bfloat16 autocast + channels_last, ONNX Runtime fp32 (the exported graph
-with its normalisation); and what was tried to go faster: PyTorch fp32 traced, frozen and
-optimised for inference (oneDNN fusion); PyTorch bf16 through torch.compile (not in the default
-list: a minute of compiling per shape); ONNX Runtime with basic graph optimisation only, or one
-thread; ONNX Runtime int8 (static QDQ quantisation, per-channel, calibrated on 128 camus224
-training images, first and last convolution kept fp32). Every variant's masks are compared with
-PyTorch fp32 masks on camus224 validation images (Dice, mean and minimum), using the trained
-demo model when it exists.
+with its normalisation) and int8, OpenVINO fp32, bf16 and int8 (the int8 file is the one
+`cardioseg export --int8` writes: static QDQ, per-channel, calibrated on 128 camus224 training
+images, first and last convolution kept fp32); and what was tried to go faster: PyTorch fp32
+traced, frozen and optimised for inference (oneDNN fusion); PyTorch bf16 through torch.compile
+(not in the default list: a minute of compiling per shape); ONNX Runtime with basic graph
+optimisation only, or one thread. Every variant's masks are compared with PyTorch fp32 masks on
+64 camus224 validation images (Dice, mean and minimum), using ``--model`` (default: the trained
+demo model) when it exists. ``--model`` may be a checkpoint trained at another size: its network
+runs at the size asked for.
+
+Each speed is also given as a fraction of this CPU's peak for its number type, measured here as
+the rate of a large matrix product (fp32, bf16 and int8 GEMM through PyTorch/oneDNN, on every
+core): the fraction of what the hardware demonstrably delivers, not of a datasheet figure.
 
 The machine is shared: each measurement waits (up to 4 min) until other processes use under
 0.15 cores, and is repeated (up to 5 times) when they used more meanwhile; the load average and
@@ -38,9 +44,12 @@ from cardioseg.data.preprocess import Pipeline
 from cardioseg.data.readers.base import read_raster
 from cardioseg.inference.export import export_bundle
 from cardioseg.inference.onnx_backend import OnnxBackend
+from cardioseg.inference.openvino_backend import OpenVinoBackend
+from cardioseg.inference.quantize import quantize_static_int8
 from cardioseg.inference.torch_backend import TorchBackend
 from cardioseg.models.checkpoint import ModelBundle, load_bundle
 from cardioseg.models.factory import build_model
+from cardioseg.models.summary import summarize_model
 from cardioseg.plan import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,10 +85,10 @@ def camus_images(split: str, count: int, size: int) -> np.ndarray:
     return np.stack([pipeline.image(read_raster(p))[0] for p in files])
 
 
-def make_bundle(size: int) -> ModelBundle:
-    """The demo model (U-Net-ResNet18, 1 class) when trained, else the same network randomly initialised."""
-    if DEMO.is_file():
-        bundle = load_bundle(DEMO)
+def make_bundle(size: int, model: Path = DEMO) -> ModelBundle:
+    """``model`` (default: the demo model, U-Net-ResNet18, 1 class) when trained, else the same network randomly initialised."""
+    if model.is_file():
+        bundle = load_bundle(model)
     else:
         torch.manual_seed(0)
         cfg = ModelConfig(arch="unet", encoder="resnet18", classes=1)
@@ -125,26 +134,15 @@ def ort_backend(path: Path, level: str = "all", threads: int | None = None) -> P
 
 
 def quantize_int8(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
-    """Static QDQ int8 of the convolutions: per-channel int8 weights, uint8 activations (min-max
-    calibration). The first and the last convolution stay fp32: quantising the head too costs
-    about 0.5% Dice on the thinnest masks (minimum Dice 0.987 instead of 0.996 on camus224)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            batches = [calibration[i : i + 16, None].astype(np.float32) for i in range(0, len(calibration), 16)]
-            self.feeds = iter({"image": b, "stats": np.array([0.0, 1.0], np.float32)} for b in batches)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.feeds, None)
-
-    convs = [node.name for node in onnx.load(str(fp32)).graph.node if node.op_type == "Conv"]
-    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
-                    nodes_to_exclude=[convs[0], convs[-1]])
+    """The int8 file `cardioseg export --int8` writes, calibrated on ``calibration``, with the fp32 sidecar."""
+    quantize_static_int8(fp32, out, calibration.astype(np.float32))
     out.with_name(out.name + ".json").write_bytes(fp32.with_name(fp32.name + ".json").read_bytes())
     return out
+
+
+def int8_file(fp32: Path, size: int) -> Path:
+    target = fp32.with_name(f"{fp32.stem}-int8.onnx")
+    return target if target.is_file() else quantize_int8(fp32, target, camus_images("train", 128, size))
 
 
 def build(name: str, bundle: ModelBundle, fp32: Path) -> Probabilities:
@@ -157,7 +155,12 @@ def build(name: str, bundle: ModelBundle, fp32: Path) -> Probabilities:
             return compiled_backend(bundle)
         return torch_backend(bundle, "bf16" if "bf16" in name else "32", channels_last=name.endswith("-cl"))
     if name == "ort-int8":
-        return ort_backend(quantize_int8(fp32, fp32.with_name(f"{fp32.stem}-int8.onnx"), camus_images("train", 128, size)))
+        return ort_backend(int8_file(fp32, size))
+    if name.startswith("ov-"):  # ov-fp32, ov-bf16, ov-int8, and each with -throughput (several streams)
+        precision = {"fp32": "32", "bf16": "bf16", "int8": "int8"}[name.split("-")[1]]
+        hint = "THROUGHPUT" if name.endswith("-throughput") else "LATENCY"
+        source = int8_file(fp32, size) if precision == "int8" else fp32
+        return OpenVinoBackend(source, precision, batch_size=16, hint=hint).probabilities
     if name == "ort-fp32-basic":
         return ort_backend(fp32, level="basic")
     return ort_backend(fp32, threads=1 if name == "ort-fp32-1thread" else None)
@@ -207,7 +210,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="128,224")
     parser.add_argument("--batches", default="1,16")
-    parser.add_argument("--variants", default="torch-fp32,torch-bf16-cl,ort-fp32,torch-fp32-frozen,ort-fp32-basic,ort-fp32-1thread,ort-int8")
+    parser.add_argument("--variants", default="torch-fp32,torch-bf16-cl,ort-fp32,ort-int8,ov-fp32,ov-bf16,ov-int8")
+    parser.add_argument("--model", type=Path, default=DEMO, help="checkpoint to measure (default: the demo model)")
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args()
@@ -216,9 +220,12 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     variants = args.variants.split(",")
     rows = []
+    peaks = gemm_peaks()
+    print("GEMM peaks (GFLOP/s or GOP/s):", peaks, flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         for size in map(int, args.sizes.split(",")):
-            bundle = make_bundle(size)
+            bundle = make_bundle(size, args.model)
+            gflop = 2 * summarize_model(bundle.model, size=size).macs / 1e9
             fp32 = export_bundle(bundle, Path(scratch) / f"unet{size}.onnx", ExportConfig()).path
             check = camus_images("val", 64, size)
             reference = torch_backend(bundle, "32", False)(check)[:, 0] > 0.5
@@ -228,40 +235,73 @@ def main() -> None:
                 scores = [dice(a, b) for a, b in zip(masks, reference)]
                 for batch in map(int, args.batches.split(",")):
                     before, others, seconds = measure(run, check[:batch], args.min_seconds)
-                    rows.append({"size": size, "batch": batch, "backend": name, "images_per_s": batch / seconds,
+                    rate = batch / seconds
+                    rows.append({"size": size, "batch": batch, "backend": name, "images_per_s": rate,
                                  "latency_ms": 1000 * seconds, "dice_mean": np.mean(scores), "dice_min": np.min(scores),
-                                 "load": f"{before} -> {load()}", "others": others})
+                                 "load": f"{before} -> {load()}", "others": others, "gflop": gflop,
+                                 "of_peak": rate * gflop / peaks[number_type(name)]})
                     print(rows[-1], flush=True)
-    table = render(rows, args)
+    table = render(rows, args, peaks)
     print(table)
     if args.append:
         with open(args.append, "a", encoding="utf-8") as handle:
             handle.write(table)
 
 
-def render(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
+def number_type(variant: str) -> str:
+    """The arithmetic a variant's convolutions mostly run in, to compare it with that type's peak."""
+    return "int8" if "int8" in variant else "bf16" if "bf16" in variant else "fp32"
+
+
+def gemm_peaks(n: int = 2048, seconds: float = 2.0) -> dict[str, float]:
+    """GFLOP/s (GOP/s for int8) of a large matrix product on every core, once the machine is quiet."""
+    for _ in range(120):
+        if others_busy(2.0) < QUIET:
+            break
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    operands = {"fp32": (a, b, torch.mm), "bf16": (a.bfloat16(), b.bfloat16(), torch.mm),
+                "int8": ((a * 40).to(torch.int8), (b * 40).to(torch.int8), torch._int_mm)}
+    peaks = {}
+    for kind, (x, y, product) in operands.items():
+        product(x, y)
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            product(x, y)
+            count += 1
+        peaks[kind] = 2 * n**3 * count / (time.perf_counter() - started) / 1e9
+    return peaks
+
+
+def render(rows: list[dict[str, object]], args: argparse.Namespace, peaks: dict[str, float]) -> str:
+    model = args.model if args.model.is_file() else None
     lines = [
         "",
-        "## Inference speed (issue 7)",
+        "## Inference backends (issue 16)",
         "",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-        f"onnxruntime {__import__('onnxruntime').__version__}. Model: smp U-Net-ResNet18, 1 class "
-        f"({'trained demo weights' if DEMO.is_file() else 'random weights'}), input 1xHxW float32.",
+        f"onnxruntime {__import__('onnxruntime').__version__}, openvino {__import__('openvino').__version__}. "
+        f"Model: smp U-Net-ResNet18, 1 class ({f'trained weights, {model.name}' if model else 'random weights'}), "
+        "input 1xHxW float32.",
         "",
         f"Command: `.venv/bin/python benchmarks/bench_inference.py --sizes {args.sizes} --batches {args.batches} "
-        f"--min-seconds {args.min_seconds}`",
+        f"--min-seconds {args.min_seconds} --variants {args.variants}`",
+        "",
+        f"Measured GEMM peak on this machine (2048x2048 products, every core): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peaks['bf16']:.0f} GFLOP/s, int8 {peaks['int8']:.0f} GOP/s. % peak = images/s x GFLOP per image / "
+        "the peak of the variant's number type.",
         "",
         "images/s = batch / median time of one call (after two warm-up calls); latency = that median time. "
         "Dice: masks against PyTorch fp32 masks on 64 camus224 validation images (mean / minimum). "
         "Load: 1/5/15-minute load averages before -> after the measurement (the benchmark's own two threads "
         "count); other CPU: cores busy with other processes during the measurement (from /proc/stat).",
         "",
-        "| size | batch | backend | images/s | latency ms | Dice mean | Dice min | load | other CPU |",
-        "|---:|---:|---|---:|---:|---:|---:|---|---:|",
+        "| size | batch | backend | images/s | latency ms | GFLOP/image | % peak | Dice mean | Dice min | load | other CPU |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
         lines.append(f"| {r['size']} | {r['batch']} | {r['backend']} | {r['images_per_s']:.1f} | {r['latency_ms']:.1f} "
-                     f"| {r['dice_mean']:.4f} | {r['dice_min']:.4f} | {r['load']} | {r['others']:.2f} |")
+                     f"| {r['gflop']:.2f} | {100 * r['of_peak']:.0f} | {r['dice_mean']:.4f} | {r['dice_min']:.4f} "
+                     f"| {r['load']} | {r['others']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -10,6 +10,14 @@ import pytest
 SHARED_DATA = Path(os.environ.get("CARDIOSEG_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Backend measurements and on-the-fly exports go to a folder of this test session, never the user's cache."""
+    folder = tmp_path_factory.mktemp("cardioseg-cache")
+    os.environ["CARDIOSEG_CACHE_DIR"] = str(folder)
+    return folder
+
+
 def _dataset(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_dir():
@@ -55,3 +63,18 @@ def camus64(camus224: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  "preprocess.size": [64, 64]})
     prepare_dataset(cfg, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(camus64: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(config, TrainResult) of U-Net-ResNet18 trained 2 epochs on camus64: a model whose masks are smooth, as real ones are."""
+    from cardioseg.config import load_config
+    from cardioseg.training.run import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "unet64"
+    cfg = load_config(overrides={
+        "data.prepared": camus64, "train.run_dir": run_dir, "model.arch": "unet", "model.encoder": "resnet18",
+        "train.epochs": 2, "train.batch_size": 32, "train.lr": 0.003,
+        "train.num_workers": 0, "train.checkpoint_every_n_steps": 25, "train.recalibrate_bn_batches": 4,
+    })
+    return cfg, train(cfg, progress=False)

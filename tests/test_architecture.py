@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"postprocess", "clinical"},
     {"viz"},
     {"training", "inference"},
-    {"evaluation"},
+    {"evaluation", "pacs"},
     {"report", "sweep", "app"},
     {"cli"},
 ]

@@ -120,6 +120,18 @@ def test_suppress_slices() -> None:
         suppress_slices(volume[..., 0], 3)
 
 
+def test_an_almost_uniformly_bright_slice_is_emptied() -> None:
+    volume = np.zeros((10, 10, 3), dtype=bool)
+    volume[..., 0] = True  # 100 of 100 pixels: a failed slice
+    volume[:, :9, 1] = True  # 90 of 100: exactly at a 0.9 limit, kept
+    volume[3:6, 3:6, 2] = True  # an organ section
+    kept = suppress_slices(volume, min_area=0, slice_axis=2, max_fill=0.9)
+    assert kept[..., 0].sum() == 0 and kept[..., 1].sum() == 90 and kept[..., 2].sum() == 9
+    # the rule alone turns the suppression on; diffuse and small slices are left to min_slice_area
+    post = postprocess(volume.astype(float), PostprocessConfig(max_slice_fill=0.5), slice_axis=2)
+    assert post[..., 0].sum() == 0 and post[..., 1].sum() == 0 and post[..., 2].sum() == 9
+
+
 def test_postprocess_chain_3d() -> None:
     prob = np.full((7, 7, 5), 0.1)
     prob[3, 3:5, 0] = 0.9  # too small a slice

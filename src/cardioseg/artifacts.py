@@ -34,7 +34,7 @@ MODEL_FORMAT = "cardioseg-model"
 MODEL_VERSION = 2
 EXPORT_FORMAT = "cardioseg-export"
 EXPORT_VERSION = 2
-EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+EXPORT_SUFFIXES = {"onnx": ".onnx", "onnx-int8": ".int8.onnx", "torchscript": ".torchscript.pt"}
 TORCHSCRIPT_EXTRA_FILE = "cardioseg.json"
 HEADER_KEY = "cardioseg"
 """Key of the JSON header in safetensors metadata and in ONNX metadata_props."""
@@ -90,6 +90,8 @@ class RunFiles:
     best_checkpoint = property(lambda self: self.root / "checkpoints" / "best.ckpt")
     logs = property(lambda self: self.root / "logs")
     metrics = property(lambda self: self.root / "logs" / "metrics.csv")
+    tensorboard = property(lambda self: self.root / "tensorboard")
+    epoch_images = property(lambda self: self.root / "epochs")
     curves = property(lambda self: self.root / "training_curves.png")
     report = property(lambda self: self.root / "report.html")
     evaluation = property(lambda self: self.root / "evaluation")
@@ -158,12 +160,17 @@ class PredictionFiles:
     table = property(lambda self: self.root / "predictions.csv")
     config = property(lambda self: self.root / CONFIG_FILE)
     bad_files = property(lambda self: self.root / "bad_files.csv")
+    report = property(lambda self: self.root / "report.html")
 
     def _named(self, stem: str, suffix: str) -> Path:
         return self.root / f"{stem}{suffix}"
 
     def mask(self, stem: str, volume: bool = False) -> Path:
         return self._named(stem, "_mask.nii.gz" if volume else "_mask.png")
+
+    def dicom_mask(self, stem: str, fmt: str) -> Path:
+        """The DICOM object of ``predict --format dicom-seg`` (``_seg.dcm``) or ``rtstruct`` (``_rtstruct.dcm``)."""
+        return self._named(stem, {"dicom-seg": "_seg.dcm", "rtstruct": "_rtstruct.dcm"}[fmt])
 
     def visible(self, stem: str) -> Path:
         return self._named(stem, "_visible.png")
@@ -179,7 +186,7 @@ class PredictionFiles:
 
 
 def default_export_path(checkpoint: Path, fmt: str = "onnx") -> Path:
-    """``run/model.safetensors`` -> ``run/model.onnx`` (or ``.torchscript.pt``)."""
+    """``run/model.safetensors`` -> ``run/model.onnx`` (or ``.int8.onnx``, ``.torchscript.pt``)."""
     checkpoint = Path(checkpoint)
     return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + EXPORT_SUFFIXES[fmt])
 
@@ -308,9 +315,9 @@ def _embedded(exported: Path) -> dict[str, Any]:
     raise CheckpointError("ONNX file without a sidecar or cardioseg metadata (not exported by cardioseg)", exported)
 
 
-def find_export(checkpoint: Path) -> Path | None:
-    """The ONNX file `cardioseg export` wrote next to ``checkpoint``, if it still matches it."""
-    candidate = default_export_path(Path(checkpoint), "onnx")
+def find_export(checkpoint: Path, kind: str = "onnx") -> Path | None:
+    """The ONNX file (``kind`` onnx, or onnx-int8) `cardioseg export` wrote next to ``checkpoint``, if it still matches it."""
+    candidate = default_export_path(Path(checkpoint), kind)
     side = sidecar_path(candidate)
     if not (candidate.is_file() and side.is_file()):
         return None

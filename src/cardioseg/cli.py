@@ -210,9 +210,9 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", "-d", help="prepared dataset, or a raw folder in a supported layout")],
     split: Annotated[str | None, typer.Option(help="train, val, test or all")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder")] = None,
-    backend: Annotated[str | None, typer.Option(help="torch, onnx or auto, as for predict")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto, torch, onnx or openvino, as for predict")] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="average over left-right and up-down flips")] = None,
-    precision: Annotated[str | None, typer.Option(help="torch backend: auto, bf16 or 32")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, 32, bf16 or int8, as for predict")] = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite/--no-overwrite", help="replace an earlier evaluation in the output folder")] = None,
     skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="raw folder: leave bad files out and list them")] = None,
     config: ConfigOpt = None,
@@ -340,16 +340,22 @@ def list_models_command(
 @app.command()
 @reports_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="training run folder, or an evaluation folder")],
+    run_dir: Annotated[Path, typer.Argument(help="training run folder, an evaluation folder, or a predict output folder")],
     evaluation: Annotated[Path | None, typer.Option("--evaluation", "-e", help="evaluation folder, when not RUN_DIR/evaluation")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file (default RUN_DIR/report.html)")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """One self-contained HTML report (opens offline): metrics, clinical indices, cases, videos, 3D view."""
+    """One self-contained HTML report (opens offline): metrics, clinical indices, cases, videos, 3D view;
+    of a `predict` folder: every input's QC flag (to check first) and each cine's curve with ED/ES and EF."""
+    from cardioseg.artifacts import PredictionFiles
     from cardioseg.report.html import build_report
+    from cardioseg.report.predictions import build_predictions_report
 
     cfg = resolve(config, set_, **{"report.out": out})
+    if PredictionFiles(run_dir).table.is_file() and evaluation is None:
+        console.print(f"Report: [bold]{build_predictions_report(run_dir, cfg.report.out)}[/]")
+        return
     console.print(f"Report: [bold]{build_report(run_dir, cfg, evaluation)}[/]")
 
 
@@ -359,7 +365,7 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="image files, folders (searched recursively), DICOM files, NIfTI/MHD volumes")],
     model: Annotated[list[Path], typer.Option("--model", "-m", help="model file (.safetensors, or .onnx from `cardioseg export`); repeat for an ensemble")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder")] = None,
-    backend: Annotated[str | None, typer.Option(help="torch, onnx or auto (ONNX Runtime when an export is at hand)")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto (the fastest measured on this machine), torch, onnx or openvino")] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="average over left-right and up-down flips")] = None,
     overlays: Annotated[bool | None, typer.Option("--overlays/--no-overlays", help="also write contour overlays (PNG)")] = None,
     probabilities: Annotated[bool | None, typer.Option("--probabilities/--no-probabilities", help="also write probability maps (.npy, NIfTI for volumes)")] = None,
@@ -368,10 +374,13 @@ def predict(
     closing_radius: Annotated[int | None, typer.Option(help="morphological closing radius in pixels (0 = off)")] = None,
     fill_holes: Annotated[bool | None, typer.Option("--fill-holes/--no-fill-holes")] = None,
     largest_component: Annotated[bool | None, typer.Option("--largest-component/--no-largest-component")] = None,
-    precision: Annotated[str | None, typer.Option(help="torch backend: auto, bf16 or 32")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, 32, bf16 (torch, openvino) or int8 (onnx, openvino; from export --int8)")] = None,
     batch_size: Annotated[int | None, typer.Option(help="images per network call")] = None,
     memory_mb: Annotated[float | None, typer.Option("--memory-mb", help="memory for one volume (default: half of what is free); larger volumes are streamed")] = None,
     skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="go on past unreadable inputs, list them, exit 1")] = None,
+    series: Annotated[str | None, typer.Option("--series", help="SeriesInstanceUID to segment in folders of several DICOM series (an unknown one lists them)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="label map file: png, nifti, dicom-seg or rtstruct (DICOM inputs); default png for 2D, nifti for volumes")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="say which backend auto chose and why")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -385,7 +394,8 @@ def predict(
            "predict.probabilities": probabilities, "predict.postprocess.threshold": threshold,
            "predict.postprocess.closing_radius": closing_radius, "predict.postprocess.fill_holes": fill_holes,
            "predict.postprocess.largest_component": largest_component, "predict.precision": precision,
-           "predict.batch_size": batch_size, "predict.skip_bad": skip_bad},
+           "predict.batch_size": batch_size, "predict.skip_bad": skip_bad, "predict.series": series,
+           "predict.format": fmt},
     )
     result = predict_files(inputs, model, cfg, visible_masks=visible, memory_budget_mb=memory_mb, progress=not quiet)
     console.print(
@@ -395,8 +405,12 @@ def predict(
     console.print(f"Ran: {'; '.join(result.backends)}")
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} file(s) of other types left out[/], e.g. {result.skipped[0]}")
-    if cfg.predict.backend == "auto" and any(b.endswith("on PyTorch") for b in result.backends):
-        console.print("hint: `cardioseg export -m MODEL` once, and --backend auto runs on ONNX Runtime (faster on CPU)")
+    for description, why in zip(result.backends, result.why):
+        if why and verbose:
+            console.print(f"Why {description.split(' on ')[0]}: {why}", highlight=False)
+        elif why.startswith("not measured"):
+            console.print("hint: `cardioseg tune -m MODEL IMAGES` measures the backends on this machine once; "
+                          "--backend auto then runs the fastest")
     if result.bad:
         from cardioseg.artifacts import PredictionFiles
         from cardioseg.errors import problem_summary
@@ -409,12 +423,36 @@ def predict(
 
 @app.command()
 @reports_errors
+def pacs(
+    url: Annotated[str, typer.Option("--url", help="DICOMweb root, e.g. https://pacs.example.org/dicom-web")],
+    study: Annotated[str, typer.Option("--study", help="StudyInstanceUID to segment")],
+    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file; repeat for an ensemble")],
+    series: Annotated[str | None, typer.Option("--series", help="only this SeriesInstanceUID of the study")] = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="file holding a bearer token or one 'Name: value' header (default: $CARDIOSEG_PACS_TOKEN)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="local copy of the outputs")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fetch a study over DICOMweb (QIDO-RS, WADO-RS), segment it, store the DICOM SEGs back (STOW-RS)."""
+    from cardioseg.pacs.dicomweb import auth_headers
+    from cardioseg.pacs.roundtrip import segment_study
+
+    cfg = resolve(config, set_, **{"predict.out_dir": out})
+    trip = segment_study(url, study, model, cfg, auth_headers(token_file), series)
+    console.print(f"Study {trip.study_uid}: {trip.instances} image(s) of {len(trip.series)} series segmented, "
+                  f"{len(trip.stored)} DICOM SEG(s) stored at {url}; local copy in [bold]{trip.prediction.out_dir}[/]")
+
+
+@app.command()
+@reports_errors
 def export(
     model: Annotated[Path, typer.Option("--model", "-m", help="model file (model.safetensors)")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="onnx or torchscript")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output file (default: next to the model)")] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset")] = None,
     dynamic_batch: Annotated[bool | None, typer.Option("--dynamic-batch/--fixed-batch", help="any batch size, or exactly 1")] = None,
+    int8: Annotated[bool | None, typer.Option("--int8/--fp32", help="static int8 quantisation (needs --calibration)")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="prepared dataset: its train images calibrate int8, its val/test images check the masks")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -422,10 +460,39 @@ def export(
     from cardioseg.inference.export import export_model
 
     cfg = resolve(config, set_, **{"export.format": fmt, "export.out": out, "export.opset": opset,
-                                   "export.dynamic_batch": dynamic_batch})
+                                   "export.dynamic_batch": dynamic_batch, "export.int8": int8,
+                                   "export.calibration": calibration})
     result = export_model(model, cfg.export)
     console.print(f"Exported [bold]{result.path}[/] (sidecar {result.sidecar.name}); "
                   f"largest probability difference from PyTorch on a check batch: {result.max_abs_diff:.2e}")
+    if result.int8 is not None:
+        console.print(f"int8 masks against fp32 on {len(result.int8.dice)} held-out images: Dice min "
+                      f"{result.int8.minimum:.4f}, mean {result.int8.mean:.4f}")
+
+
+@app.command()
+@reports_errors
+def tune(
+    inputs: Annotated[list[Path], typer.Argument(help="images, folders or volumes to measure on (the first 16 planes)")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="model file (.safetensors or .onnx)")],
+    batch_size: Annotated[int | None, typer.Option(help="images per network call (as predict will use)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Measure every backend for this model on this machine and remember the fastest for --backend auto."""
+    from rich.table import Table
+
+    from cardioseg.inference.predict import tune_backends
+
+    cfg = resolve(config, set_, **{"predict.batch_size": batch_size})
+    choice = tune_backends(inputs, model, cfg)
+    table = Table("backend", "precision", "images/s", "min Dice vs fp32", "used")
+    for trial in sorted(choice.trials, key=lambda t: -t.images_per_s):
+        chosen = (trial.backend, trial.precision) == (choice.backend, choice.precision)
+        table.add_row(trial.backend, trial.precision, f"{trial.images_per_s:.1f}", f"{trial.min_dice:.4f}",
+                      "chosen" if chosen else ("" if trial.accepted else trial.note))
+    console.print(table)
+    console.print(f"auto will run {choice.backend} {choice.precision}: {choice.reason}", highlight=False)
 
 
 @app.command()

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cardioseg.errors import ConfigError
 
-Layout = Literal["auto", "camus", "camus_png", "msd", "sunnybrook", "folders", "labelme", "coco", "cvat"]
+Layout = Literal["auto", "camus", "camus_png", "msd", "sunnybrook", "folders", "labelme", "coco", "cvat", "dicom", "dicom_png"]
 
 
 class _Section(BaseModel):
@@ -127,6 +127,12 @@ class TrainConfig(_Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     time_budget: str | None = Field(None, description="wall-clock limit such as 90s, 5m or 1h")
     early_stopping_patience: int | None = Field(None, ge=1)
+    monitor: Literal["val_dice", "val_loss"] = Field(
+        "val_dice", description="which validation figure picks the kept checkpoint (and early stopping watches): the "
+        "highest Dice, or the lowest loss as the echo architectures study does")
+    tensorboard: bool = Field(False, description="also log to TensorBoard (RUN_DIR/tensorboard), next to metrics.csv")
+    epoch_images: int = Field(0, ge=0, description="after each validation, draw this many validation images with "
+                              "their reference and prediction into RUN_DIR/epochs/epoch_NNN.png")
     precision: Literal["auto", "bf16", "32"] = "auto"
     channels_last: bool = True
     bn_momentum: float | None = Field(
@@ -165,6 +171,12 @@ class PostprocessConfig(_Section):
     fill_holes: bool = False
     largest_component: bool = False
     min_slice_area: int = Field(0, ge=0, description="3D: slices whose mask is smaller than this are emptied")
+    max_slice_fill: float = Field(1.0, gt=0, le=1, description="3D: slices whose mask covers more than this fraction "
+                                  "of the slice are emptied (an almost uniformly bright output); 1 = off")
+
+
+Backend = Literal["auto", "torch", "onnx", "openvino"]
+Precision = Literal["auto", "bf16", "32", "int8"]
 
 
 class EvalConfig(_Section):
@@ -174,16 +186,20 @@ class EvalConfig(_Section):
     overwrite: bool = Field(False, description="replace an earlier evaluation in out_dir (refused otherwise)")
     split: str = "test"
     postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
-    backend: Literal["auto", "torch", "onnx"] = Field("auto", description="as predict.backend")
-    precision: Literal["auto", "bf16", "32"] = "auto"
+    backend: Backend = Field("auto", description="as predict.backend")
+    precision: Precision = Field("auto", description="as predict.precision")
     tta: bool = Field(False, description="average over horizontal and vertical flips")
     batch_size: int = Field(16, ge=1)
 
 
 class PredictConfig(_Section):
     out_dir: Path = Path("predictions")
-    backend: Literal["auto", "torch", "onnx"] = Field("auto", description="auto picks the fastest measured backend")
-    precision: Literal["auto", "bf16", "32"] = "auto"
+    backend: Backend = Field("auto", description="auto: the fastest backend measured on this machine for this model "
+                             "whose masks match fp32 PyTorch's (cached per machine and model)")
+    precision: Precision = Field("auto", description="32, bf16 (torch, openvino) or int8 (an `export --int8` file); "
+                                 "auto: bf16 where the CPU has it (torch, openvino), else 32")
+    min_mask_dice: float = Field(0.99, gt=0, le=1, description="auto only picks backends whose masks reach this Dice "
+                                 "against fp32 PyTorch's on every measured image")
     tta: bool = Field(False, description="average over horizontal and vertical flips")
     overlays: bool = False
     probabilities: bool = Field(False, description="also write the foreground probability maps")
@@ -191,6 +207,12 @@ class PredictConfig(_Section):
     batch_size: int = Field(16, ge=1)
     skip_bad: bool = Field(False, description="segment the other inputs when one cannot be read, list the bad ones "
                            "(bad_files.csv) and exit non-zero")
+    pipeline: bool = Field(True, description="read the next batch and write the previous one while the network runs")
+    series: str | None = Field(None, description="SeriesInstanceUID to segment when the input folders hold several "
+                               "DICOM series (default: each series)")
+    format: Literal["auto", "png", "nifti", "dicom-seg", "rtstruct"] = Field(
+        "auto", description="label map file: auto = png for 2D inputs, nifti for volumes; dicom-seg and rtstruct "
+        "need DICOM inputs and reference them")
 
 
 class ExportConfig(_Section):
@@ -199,6 +221,11 @@ class ExportConfig(_Section):
     opset: int = Field(18, ge=13)
     dynamic_batch: bool = True
     max_prob_diff: float = Field(1e-3, gt=0, description="largest probability difference from PyTorch an export may have")
+    int8: bool = Field(False, description="static int8 quantisation (ONNX QDQ) calibrated on export.calibration")
+    calibration: Path | None = Field(None, description="prepared dataset: train images calibrate, val/test images check")
+    calibration_images: int = Field(128, ge=1)
+    min_mask_dice: float = Field(0.99, gt=0, le=1, description="an int8 export whose masks reach less than this Dice "
+                                 "against fp32's on a held-out image is refused")
 
 
 class ReportConfig(_Section):
@@ -208,7 +235,7 @@ class ReportConfig(_Section):
 
 
 class SweepConfig(_Section):
-    """A grid of training runs: architectures x encoders x augmentations (x losses x seeds)."""
+    """A grid of training runs: architectures x encoders x augmentations (x losses x lr x batch x epochs x seeds)."""
 
     out_dir: Path = Path("runs/sweep")
     architectures: list[str] = Field(default_factory=lambda: ["unet"])
@@ -218,6 +245,11 @@ class SweepConfig(_Section):
     seeds: list[int] = Field(default_factory=lambda: [0])
     encoder_weights: list[str | None] = Field(default_factory=lambda: [None])
     extra_seeds_for_best: int = Field(0, ge=0, description="re-run the best N configurations with every seed")
+    learning_rates: list[float] | None = Field(None, description="grid over train.lr (None: train.lr for every run)")
+    batch_sizes: list[int] | None = Field(None, description="grid over train.batch_size (None: train.batch_size)")
+    epochs: list[int] | None = Field(None, description="grid over train.epochs (None: train.epochs)")
+    equal_epochs: bool = Field(False, description="every run trains exactly its epochs: train.time_budget is dropped "
+                               "(the studies' protocol; the default compares runs at equal wall-clock when a budget is set)")
     backend: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="Ray cluster address (ray://host:10001 or auto)")
     max_concurrent: int = Field(1, ge=1)

@@ -12,10 +12,13 @@ this order:
    tips that fit back into a one-pixel gap, leaving the gap's ends open.
 3. hole filling (``cfg.fill_holes``): background regions not connected (4-/6-neighbourhood) to
    the array border become foreground.
-4. empty-slice suppression (3D only, on when ``cfg.min_slice_area > 0``): slices along
-   ``slice_axis`` whose mask is smaller than ``min_slice_area`` pixels, or is *diffuse*, are
-   emptied. Diffuse = at least ``DIFFUSE_MIN_COMPONENTS`` 2D components with the largest
-   holding less than half of the slice's foreground: scattered speckle, not an organ section.
+4. empty-slice suppression (3D only, on when ``cfg.min_slice_area > 0`` or ``cfg.max_slice_fill
+   < 1``): slices along ``slice_axis`` whose mask is smaller than ``min_slice_area`` pixels, or
+   is *diffuse*, or covers more than ``max_slice_fill`` of the slice, are emptied. Diffuse = at
+   least ``DIFFUSE_MIN_COMPONENTS`` 2D components with the largest holding less than half of the
+   slice's foreground: scattered speckle, not an organ section. An almost wholly foreground slice
+   is the left-atrium thesis's "uniformly bright output": a network that failed on a slice with
+   no atrium, never an atrium (a few percent of an MRI slice).
 5. largest connected component (``cfg.largest_component``), full connectivity (8 in 2D, 26 in
    3D), computed in 3D for volumes; runs last so it judges the cleaned mask.
 
@@ -106,22 +109,25 @@ def is_diffuse(slice_mask: np.ndarray) -> bool:
     return bool(sizes.max() < 0.5 * sizes.sum())
 
 
-def suppress_slices(mask: np.ndarray, min_area: int, slice_axis: int = 2) -> np.ndarray:
-    """Empty the slices of a volume whose mask area is below ``min_area`` or which are diffuse."""
+def suppress_slices(mask: np.ndarray, min_area: int, slice_axis: int = 2, max_fill: float = 1.0) -> np.ndarray:
+    """Empty the slices of a volume whose mask area is below ``min_area``, which are diffuse (when
+    ``min_area`` > 0), or whose mask covers more than ``max_fill`` of the slice."""
     mask = _check_mask(mask)
     if mask.ndim != 3:
         raise DataError(f"empty-slice suppression needs a 3D volume, got shape {mask.shape}")
 
     def op(s: np.ndarray) -> np.ndarray:
-        return np.zeros_like(s) if np.count_nonzero(s) < min_area or is_diffuse(s) else s
+        area = np.count_nonzero(s)
+        small = min_area > 0 and (area < min_area or is_diffuse(s))
+        return np.zeros_like(s) if small or area > max_fill * s.size else s
 
     return _per_slice(mask, op, slice_axis)
 
 
 def _prune(mask: np.ndarray, cfg: PostprocessConfig, slice_axis: int) -> np.ndarray:
     """Steps 4-5 of the chain: drop poor slices, then keep the largest component."""
-    if mask.ndim == 3 and cfg.min_slice_area > 0:
-        mask = suppress_slices(mask, cfg.min_slice_area, slice_axis)
+    if mask.ndim == 3 and (cfg.min_slice_area > 0 or cfg.max_slice_fill < 1):
+        mask = suppress_slices(mask, cfg.min_slice_area, slice_axis, cfg.max_slice_fill)
     return largest_component(mask) if cfg.largest_component else mask
 
 

@@ -6,6 +6,11 @@ Inference and the web app choose precision through this module, so that starting
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
 import torch
 
 
@@ -34,3 +39,40 @@ def set_threads(threads: int | None) -> None:
     """Limit torch's CPU threads (None keeps every core)."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def cache_dir() -> Path:
+    """Where measurements and conversions made for this machine are kept: $CARDIOSEG_CACHE_DIR, else the XDG cache."""
+    configured = os.environ.get("CARDIOSEG_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cardioseg"
+
+
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def machine_fingerprint() -> dict[str, object]:
+    """What makes a speed measurement valid: the CPU model and its vector flags, the threads, the library versions.
+
+    A measurement cached on one CPU (say an AMD EPYC without AMX) is never reused on another
+    (an Intel Xeon with AMX), nor after a library upgrade.
+    """
+    model, flags = platform.processor(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    versions = {"torch": torch.__version__}
+    for package in ("onnxruntime", "openvino"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"cpu": model, "flags": sorted(flags & set(SPEED_FLAGS)), "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(), **versions}

@@ -208,3 +208,26 @@ def test_nifti_volumes_in_images_and_masks_are_prepared_as_volumes(msd_heart_la:
     shutil.copy(raw / "images" / "extra.png", raw / "masks" / "extra.png")
     mixed = CliRunner().invoke(app, ["prepare", "-s", str(raw), "-o", str(tmp_path / "mixed"), "-q"])
     assert mixed.exit_code == 1 and "mixes 3D volumes" in " ".join(mixed.output.split())
+
+
+def test_the_ct_study_layout_rgb_images_with_0_255_masks(camus224: Path, tmp_path: Path) -> None:
+    """No CT data is reachable here: the CT study's folder (RGB PNG slices, 0/255 PNG masks) is rebuilt from real
+    camus224 images and read as the folders layout (RGB to grey, 0/255 to 0/1)."""
+    root = tmp_path / "ct"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    sources = sorted((camus224 / "val").glob("patient*_ED.png"))[:3]
+    for source in sources:
+        grey = np.asarray(Image.open(source))
+        rgb = np.stack([grey, np.roll(grey, 1, axis=0), grey // 2], axis=-1)  # three different channels
+        Image.fromarray(rgb).save(root / "images" / source.name)
+        label = np.asarray(Image.open(source.with_name(source.stem + "_gt.png")))
+        Image.fromarray(((label == 1) * 255).astype(np.uint8)).save(root / "masks" / source.name)
+    assert detect_layout(root) == "folders"
+    refs = READER.discover(root, CFG)
+    case = READER.load(refs[0], CFG)
+    rgb = np.asarray(Image.open(root / "images" / sources[0].name)).astype(np.float64)
+    expected_grey = rgb @ np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma, as PIL's "L" conversion
+    assert np.abs(case.image.astype(np.float64) - expected_grey).max() <= 1.0
+    label = np.asarray(Image.open(sources[0].with_name(sources[0].stem + "_gt.png")))
+    np.testing.assert_array_equal(case.label, (label == 1).astype(np.uint8))  # 0/255 became 0/1

@@ -27,11 +27,46 @@ PARAMETER_RANGES = {
     "plain_unet_512": (7_762_465, 7_762_465),
     "resunet": (33.0e6, 33.3e6),
     "resunet_improved": (36.8e6, 37.2e6),
-    "ct_unet_doubleconv": (7_762_465, 7_762_465),
-    "ct_unet_spconv": (3.2e6, 3.3e6),
-    "ct_unet_ra": (9.4e6, 9.55e6),
-    "ct_unet_mfe_cie": (21.4e6, 21.7e6),
+    "ct_unet_doubleconv": (31_036_481, 31_036_481),
+    "ct_unet_spconv": (12.9e6, 13.1e6),
+    "ct_unet_ra": (31_036_481, 31_036_481),
+    "ct_unet_mfe_cie": (78.0e6, 78.6e6),
 }
+
+
+def test_the_ct_study_unet_has_its_published_parameter_count() -> None:
+    """Its Table 2: 31,037,633 parameters for the UNET on RGB input; version 4 (RA skips) exactly as many."""
+    assert n_params(build("ct_unet_doubleconv", in_channels=3)) == 31_037_633
+    assert n_params(build("ct_unet_ra", in_channels=3)) == 31_037_633
+    assert n_params(build("ct_unet_ra", base=32, ra="gated")) == 9_462_873  # this project's earlier form, kept
+
+
+def test_study_ra_skip_is_parameter_free_attention_that_never_erases() -> None:
+    from cardioseg.models.blocks import ResidualAttentionSkip
+
+    skip = ResidualAttentionSkip(4, 8)
+    x, g = torch.randn(1, 4, 6, 6), torch.randn(1, 8, 3, 3)
+    alpha = torch.sigmoid(x.mean(1, keepdim=True) + torch.nn.functional.interpolate(
+        g.mean(1, keepdim=True), size=(6, 6), mode="bilinear", align_corners=False))
+    torch.testing.assert_close(skip(x, g), x * (1 + alpha))
+    assert not list(skip.parameters())
+    ratio = skip(x, g) / x
+    assert float(ratio.min()) > 1.0 and float(ratio.max()) < 2.0  # scaled by 1 + alpha, alpha in (0, 1)
+
+
+def test_study_mfe_branches_each_read_their_own_part_of_the_input() -> None:
+    block = MFEBlock(16).eval()
+    first_convs = [next(m for m in branch.modules() if isinstance(m, nn.Conv2d)) for branch in block.branches]
+    assert [conv.in_channels for conv in first_convs] == [4, 2, 8, 2]  # torch.split(x, [C/4, C/8, C/2, C/8])
+    x = torch.randn(1, 16, 5, 5)
+    changed = x.clone()
+    changed[:, 4:6] += 10.0  # only the second part (channels 4..5): only branch 2 sees it
+    with torch.no_grad():
+        outputs = [branch(part) for branch, part in zip(block.branches, torch.split(x, [4, 2, 8, 2], dim=1))]
+        after = [branch(part) for branch, part in zip(block.branches, torch.split(changed, [4, 2, 8, 2], dim=1))]
+    assert [bool(torch.equal(a, b)) for a, b in zip(outputs, after)] == [True, False, True, True]
+    whole = MFEBlock(16, split_input=False)
+    assert [next(m for m in b.modules() if isinstance(m, nn.Conv2d)).in_channels for b in whole.branches] == [16] * 4
 
 
 def build(name: str, **kwargs: object) -> nn.Module:
@@ -175,8 +210,10 @@ def test_mfe_channel_split(channels: int) -> None:
     block = MFEBlock(channels).eval()
     x = torch.randn(1, channels, 5, 7)
     with torch.no_grad():
-        assert tuple(branch(x).shape[1] for branch in block.branches) == widths
+        parts = torch.split(x, list(widths), dim=1)
+        assert tuple(branch(part).shape[1] for branch, part in zip(block.branches, parts)) == widths
         assert block(x).shape == x.shape
+        assert MFEBlock(channels, split_input=False).eval()(x).shape == x.shape
 
 
 @pytest.mark.parametrize("channels", [0, 4, 12, 20, 36])

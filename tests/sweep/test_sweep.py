@@ -272,3 +272,39 @@ def test_ray_backend_runs_two_trials_at_once(prepared32: Path, tmp_path: Path, s
     ends = [r["finished"] for r in result.records]
     assert max(starts) < min(ends), "the two runs did not overlap in time"
     assert all(0 < r["metrics"]["dice"] <= 1 for r in result.records)
+
+
+def test_a_grid_over_learning_rate_batch_and_epochs_gives_the_timing_table(
+        prepared32: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweep_config: SweepFactory) -> None:
+    """The thesis's table: each run trains with its own lr, batch size and epochs (no time budget with
+    equal_epochs); training time (here epochs x batch) and Dice (here 1 - lr) per configuration."""
+    seen: list[tuple[float, int, int, str | None]] = []
+
+    def train(cfg: Config, progress: bool = True) -> TrainResult:
+        tc = cfg.train
+        seen.append((tc.lr, tc.batch_size, tc.epochs, tc.time_budget))
+        return TrainResult(Path(tc.run_dir), Path(tc.run_dir) / "model.safetensors", 0.5, tc.epochs,
+                           float(tc.epochs * tc.batch_size), "32-true")
+
+    def evaluate(model_path: Path, data: Path, cfg: Config, progress: bool = True) -> EvaluationResult:
+        metrics = [{"class_name": "LV", "metric": m, "mean": 1 - cfg.train.lr if m == "dice" else 0.5, "std": 0.0,
+                    "median": 0.5, "n": 4, "n_undefined": 0} for m in ("dice", "iou", "precision", "recall", "accuracy", "hd95")]
+        return EvaluationResult(Path(model_path).parent, {"metrics": {"raw": metrics}, "distance_unit": "px", "split": "test",
+                                                          "n_cases": 4, "parameters": 10, "model_file_mb": 1.0,
+                                                          "inference_ms_per_image": 1.0}, pd.DataFrame())
+
+    monkeypatch.setattr(trial, "train", train)
+    monkeypatch.setattr(trial, "evaluate_model", evaluate)
+    cfg = sweep_config(prepared32, tmp_path / "sweep", architectures=["unet"], augmentations=["none"],
+                       learning_rates=[0.001, 0.01], batch_sizes=[4, 8], epochs=[2, 3], equal_epochs=True)
+    cfg.train.time_budget = "10m"
+    result = run_sweep(cfg)
+    assert result.ran == 8 and sorted(seen) == sorted((lr, b, e, None) for lr in (0.001, 0.01) for b in (4, 8) for e in (2, 3))
+    assert "unet__resnet18__scratch__none__dice_bce__lr0.001__b4__e2__s0" in {r["run_id"] for r in result.records}
+    table = pd.read_csv(tmp_path / "sweep" / "tables" / "schedule.csv")
+    assert len(table) == 8 and list(table.columns[:3]) == ["lr", "batch_size", "epochs"]
+    for _, row in table.iterrows():
+        assert row.train_seconds_mean == row.epochs * row.batch_size and row.dice_mean == pytest.approx(1 - row.lr)
+    report = (tmp_path / "sweep" / "report.md").read_text()
+    assert "## Learning rate, batch size, epochs: training time and Dice" in report
+    assert "2/3 epoch(s) exactly, batch 4/8, lr 0.001/0.01" in report

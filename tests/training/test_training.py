@@ -32,17 +32,6 @@ def mean_shape_dice(prepared: PreparedDataset) -> float:
     return float(np.mean([_dice(mean_shape, ref) for ref in val]))
 
 
-@pytest.fixture(scope="module")
-def trained_run(camus64: Path, tmp_path_factory: pytest.TempPathFactory):
-    run_dir = tmp_path_factory.mktemp("runs") / "unet64"
-    cfg = load_config(overrides={
-        "data.prepared": camus64, "train.run_dir": run_dir, "model.arch": "unet", "model.encoder": "resnet18",
-        "train.epochs": 2, "train.batch_size": 32, "train.lr": 0.003,
-        "train.num_workers": 0, "train.checkpoint_every_n_steps": 25, "train.recalibrate_bn_batches": 4,
-    })
-    return cfg, train(cfg, progress=False)
-
-
 TRAINING_BAR = 0.87
 """Validation Dice after the fixture's 2 epochs: 0.912 measured (AMD EPYC, bf16), so a trainer 0.05 worse fails."""
 
@@ -181,3 +170,62 @@ def test_patience_restarts_when_a_stopped_run_is_extended() -> None:
     resumed.load_state_dict(stopped.state_dict())
     assert (resumed.wait_count, resumed.stopped_epoch) == (0, 0)
     assert float(resumed.best_score) == pytest.approx(0.91)  # the best so far still counts
+
+
+def test_checkpoint_kept_by_lowest_validation_loss_and_tensorboard_logs(camus64: Path, tmp_path: Path) -> None:
+    """The echo study keeps the epoch of lowest validation loss; the kept Dice is the one logged with that loss."""
+    import pandas as pd
+
+    run_dir = tmp_path / "run"
+    cfg = load_config(overrides={
+        "data.prepared": camus64, "train.run_dir": run_dir, "model.arch": "plain_unet", "model.options": {"base": 8},
+        "train.epochs": 2, "train.batch_size": 128, "train.num_workers": 0, "train.monitor": "val_loss",
+        "train.tensorboard": True, "train.seed": 1, "train.epoch_images": 3,
+    })
+    result = train(cfg, progress=False)
+    logged = pd.read_csv(run_dir / "logs" / "metrics.csv").dropna(subset=["val_loss"])
+    assert len(logged) == 2
+    at_lowest_loss = logged.loc[logged.val_loss.idxmin()]
+    assert result.best_val_dice == pytest.approx(at_lowest_loss.val_dice)
+    header = load_bundle(result.model_path).extra
+    assert header["kept_by"] == "val_loss" and header["best_val_dice"] == pytest.approx(at_lowest_loss.val_dice)
+    events = list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    assert {"val_loss", "val_dice"} <= set(scalars)
+    pictures = sorted((run_dir / "epochs").glob("epoch_*.png"))
+    assert [p.name for p in pictures] == ["epoch_000.png", "epoch_001.png"]
+    from PIL import Image
+
+    grid = np.asarray(Image.open(pictures[-1]).convert("RGB"))
+    assert grid.shape[0] > grid.shape[1] * 0.6 and grid.std() > 10  # 3 rows of image/reference/prediction, not blank
+
+
+def test_epoch_images_draw_the_current_prediction(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from cardioseg.training.callbacks import EpochImages
+
+    images = np.zeros((2, 32, 32), np.float32)
+    images[:, 8:24, 8:24] = 1.0
+    references = (images > 0).astype(np.uint8)
+    references[1] = 255  # not annotated: drawn as background, not as a class
+
+    class Bright(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (x - 0.5) * 20.0  # foreground exactly where the image is bright
+
+    callback = EpochImages(images, references, {0: "background", 1: "LV"}, tmp_path)
+    callback.on_validation_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=4), Bright())
+    grid = np.asarray(Image.open(tmp_path / "epoch_004.png").convert("RGB")).astype(float)
+    grid = grid[: int(grid.shape[0] * 0.85)]  # the legend below is not a column
+    image, reference, prediction = np.array_split(grid, 3, axis=1)
+    width = min(image.shape[1], reference.shape[1], prediction.shape[1])
+    changed = lambda column: float(np.abs(column[:, :width] - image[:, :width]).mean())  # noqa: E731
+    assert changed(prediction) > 1.8 * changed(reference) > 0  # both rows filled against one reference row

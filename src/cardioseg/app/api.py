@@ -23,7 +23,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Reques
 from pydantic import BaseModel, ConfigDict, Field
 
 from cardioseg.anatomy import PHASES, VIEWS, parse_view
-from cardioseg.app import downloads, ef
+from cardioseg.app import downloads, ef, review
 from cardioseg.app.measure import measurements
 from cardioseg.app.segment import ServedModel, segment_file
 from cardioseg.app.sessions import Session, SessionStore, Settings, new_id
@@ -74,7 +74,8 @@ def summary(session: Session) -> dict[str, Any]:
     spacing = session.plane_spacing()
     return {
         "id": session.id, "name": session.name, "format": session.scan.kind.name.lower(),
-        "kind": "volume" if session.depth > 1 else "image", "width": cols, "height": rows,
+        "kind": "cine" if session.scan.cine is not None else "volume" if session.depth > 1 else "image",
+        "width": cols, "height": rows,
         "slices": session.depth, "initial_slice": session.initial_slice, "spacing": spacing,
         "settings": session.settings.model_dump(), "patient": session.patient, "view": session.view,
         "phase": session.phase,
@@ -86,7 +87,8 @@ def slice_payload(session: Session, index: int) -> dict[str, Any]:
     mask = session.mask(index)
     return {"slice": index, "width": mask.shape[1], "height": mask.shape[0],
             "mask": base64.b64encode(np.ascontiguousarray(mask).tobytes()).decode("ascii"),
-            "measurements": measurements(session, mask), "can_undo": bool(session.history)}
+            "measurements": measurements(session, mask), "qc": review.session_qc(session, index),
+            "can_undo": bool(session.history)}
 
 
 @router.get("/health")
@@ -259,3 +261,26 @@ async def ejection_fraction(request: Annotated[EfRequest, Body()], app: State) -
     """EF per patient over the given sessions (those still open); views from names or tags."""
     sessions = [app.store.sessions[i] for i in request.sessions if i in app.store.sessions]
     return {"patients": await anyio.to_thread.run_sync(lambda: ef.patient_results(sessions))}
+
+
+@router.get("/sessions/{session_id}/cine")
+async def cine_curve(session_id: SessionId, app: State) -> dict[str, Any]:
+    """A cine's LV curve, ED/ES frames, EF and QC, from the corrected masks."""
+    session = session_of(app, session_id)
+    return await locked(session, lambda: review.cine_payload(session))
+
+
+class Phases(BaseModel):
+    """The frames the user takes as end-diastole and end-systole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ed: int = Field(ge=0)
+    es: int = Field(ge=0)
+
+
+@router.put("/sessions/{session_id}/cine/phases")
+async def move_phases(session_id: SessionId, phases: Phases, app: State) -> dict[str, Any]:
+    """Move ED or ES to other frames: the EF follows."""
+    session = session_of(app, session_id)
+    return await locked(session, lambda: review.set_phases(session, phases.ed, phases.es))

@@ -1,7 +1,7 @@
 """The corrected mask as a file to download; pixel values are class ids (0 = background).
 
 A 2D image's mask is given back in the uploaded file's own layout (the orientation fix undone),
-so it lies pixel for pixel on that file. A NIfTI upload's mask keeps the upload's header and
+so it lies pixel for pixel on that file; a cine's NIfTI holds its frames on the third axis. A NIfTI upload's mask keeps the upload's header and
 affine. A volume's PNG is the slice on screen, as displayed.
 """
 
@@ -46,9 +46,11 @@ def nifti_bytes(session: Session) -> bytes:
         target = session.folder / "mask.nii.gz"
         session.scan.volume.write_like(target, final)
         return _read_and_remove(target)
-    plane = orient(final[..., 0], session.scan.orientation_fix)
-    spacing = oriented_spacing(session.scan.spacing, session.scan.orientation_fix)  # back to the file's axes
-    image = nib.Nifti1Image(plane, np.diag([*(spacing or (1.0, 1.0, 1.0)), 1.0]))
+    fix = session.scan.orientation_fix
+    planes = [orient(final[..., k], fix) for k in range(final.shape[2])]  # one, or a cine's frames
+    spacing = oriented_spacing(session.scan.spacing, fix)  # back to the file's axes
+    image = nib.Nifti1Image(planes[0] if len(planes) == 1 else np.stack(planes, axis=-1),
+                            np.diag([*(spacing or (1.0, 1.0, 1.0)), 1.0]))
     return gzip.compress(image.to_bytes(), mtime=0)
 
 

@@ -26,8 +26,8 @@ def slice_areas(session: Session, mask: np.ndarray) -> list[dict[str, Any]]:
 
 
 def volumes(session: Session) -> list[dict[str, Any]] | None:
-    """Per-class volume of the corrected mask; None for a 2D image."""
-    if session.depth == 1:
+    """Per-class volume of the corrected mask; None for a 2D image or a cine (its frames are times, not slices)."""
+    if session.depth == 1 or session.scan.cine is not None:
         return None
     final = session.final()
     rows = []

@@ -7,6 +7,9 @@ the fix turns them apex up, the layout the biplane Simpson method assumes); a NI
 in file order and is turned for display slice by slice. Probabilities are kept as float16: the
 threshold slider needs no finer steps and a volume costs half the memory.
 
+A multi-frame DICOM (a cine) is segmented frame by frame like a 2D image and held with its
+frames on the third axis; ``Scan.cine`` keeps its frame times and the ED/ES frames it tags.
+
 A small compressed upload can inflate to a huge array (a PNG or a gzipped NIfTI of zeros whose
 header declares 8000 x 8000 pixels of 16-bit RGBA, or 2000³ voxels), so each file is judged from
 its header before anything is decoded: its decoded size must stay within the upload limit
@@ -23,9 +26,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageMode
 
+from cardioseg.anatomy import Role
 from cardioseg.app.upload import UploadTooLarge
 from cardioseg.config import Config
 from cardioseg.data.readers.base import check_image, read_dicom, read_dicom_header, read_raster, reading
+from cardioseg.data.readers.dicom_frames import read_dicom_frames
 from cardioseg.data.readers.dicom_io import dicom_geometry
 from cardioseg.data.sniff import Kind
 from cardioseg.errors import DataError
@@ -63,6 +68,22 @@ class ServedModel:
         """Foreground class ids of the label maps: 1 for a binary model, 1..K otherwise."""
         return list(self.class_names)
 
+    @property
+    def roles(self) -> dict[int, Role | None]:
+        """The structure each label of ``class_names`` is (``anatomy`` roles), for QC."""
+        plan = self.plan
+        if plan.binary:
+            return {1: plan.foreground[0].role}
+        return {spec.id: spec.role for spec in plan.foreground}
+
+
+@dataclass(frozen=True)
+class Cine:
+    """What a multi-frame upload says about time: frame times (ms) and the ED/ES frames it tags."""
+
+    times_ms: list[float] | None
+    tagged: tuple[int | None, int | None]
+
 
 @dataclass
 class Scan:
@@ -75,6 +96,7 @@ class Scan:
     affine: np.ndarray | None  # NIfTI affine, for the radiological display of slices
     orientation_fix: str  # applied to a 2D image here, undone for its PNG download
     volume: VolumeFile | None  # the NIfTI source, so a downloaded mask keeps its header
+    cine: Cine | None = None  # a multi-frame upload: its frames are the third axis
 
     @property
     def n_bytes(self) -> int:
@@ -177,8 +199,41 @@ def segment_volume(model: ServedModel, path: Path, kind: Kind, max_mb: float) ->
     )
 
 
+def segment_cine(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> Scan:
+    """A multi-frame DICOM: every frame segmented as a 2D image (in batches), frames on the third axis."""
+    with reading(path, f"{kind.name} file"):
+        declared = dicom_geometry(read_dicom_header(path), path)
+        _check_size(declared.pixels)
+        _check_decoded(declared.n_bytes, f"the {declared.describe()} DICOM cine", max_mb)
+        cine = read_dicom_frames(path)
+    frames = [check_image(frame, path) for frame in cine.frames]
+    turn = model.segmenter.members[0].pipeline.orient
+    probs: list[np.ndarray] = []
+    for start in range(0, len(frames), model.batch_size):
+        probs += model.segmenter.images(frames[start : start + model.batch_size])
+    spacing = model.plan.plane_spacing(cine.spacing)
+    return Scan(
+        kind=kind,
+        image=np.stack([turn.apply(frame) for frame in _display(np.stack(frames))], axis=-1),
+        prob=np.stack([turn.invert(prob) for prob in probs], axis=-1).astype(np.float16),
+        spacing=(*spacing, 1.0) if spacing is not None else None,
+        affine=None,
+        orientation_fix=model.plan.orientation,
+        volume=None,
+        cine=Cine(None if cine.frame_times_ms is None else [float(t) for t in cine.frame_times_ms],
+                  (cine.ed_frame, cine.es_frame)),
+    )
+
+
+def _is_cine(path: Path, kind: Kind) -> bool:
+    with reading(path, f"{kind.name} file"):
+        return kind is Kind.DICOM and dicom_geometry(read_dicom_header(path), path).frames > 1
+
+
 def segment_file(model: ServedModel, path: Path, kind: Kind, max_mb: float) -> Scan:
     """Dispatch on the sniffed kind (never on the file name); ``max_mb`` bounds the decoded size."""
     if kind.is_volume:
         return segment_volume(model, path, kind, max_mb)
+    if _is_cine(path, kind):
+        return segment_cine(model, path, kind, max_mb)
     return segment_image(model, path, kind, max_mb)

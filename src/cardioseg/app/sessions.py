@@ -73,6 +73,8 @@ class Session:
     edits: np.ndarray = field(init=False)
     initial_slice: int = field(init=False)
     history: deque[tuple[int, np.ndarray]] = field(default_factory=lambda: deque(maxlen=UNDO_DEPTH))
+    phases: tuple[int, int] | None = None
+    """ED and ES frames of a cine as the user moved them (None: tagged in the file, or detected)."""
 
     def __post_init__(self) -> None:
         self.edits = np.full(self.scan.image.shape, UNTOUCHED, np.int8)
@@ -82,11 +84,13 @@ class Session:
 
     @property
     def slice_axis(self) -> int:
-        return self.model.segmenter.slice_axis if self.depth > 1 else 2
+        return self.model.segmenter.slice_axis if self.depth > 1 and self.scan.cine is None else 2
 
     @property
     def depth(self) -> int:
-        """Number of slices the page can show: 1 for a 2D image."""
+        """Number of slices (or a cine's frames) the page can show: 1 for a 2D image."""
+        if self.scan.cine is not None:
+            return self.scan.image.shape[2]
         return self.scan.image.shape[self.model.segmenter.slice_axis] if self.scan.volume else 1
 
     @property
@@ -100,8 +104,8 @@ class Session:
     def _postprocessed(self) -> np.ndarray:
         raw = to_labels(self.scan.prob, self.settings.threshold)
         binary = self.model.segmenter.binary
-        if self.depth == 1:  # a 2D image: the chain's 2D behaviour (no empty-slice suppression)
-            return finish_labels(raw[..., 0], binary, self.settings, 2)[..., None]
+        if self.depth == 1 or self.scan.cine is not None:  # 2D images: the chain's 2D behaviour, frame by frame
+            return np.stack([finish_labels(raw[..., k], binary, self.settings, 2) for k in range(raw.shape[2])], -1)
         return finish_labels(raw, binary, self.settings, self.slice_axis)
 
     def apply_settings(self, settings: Settings) -> None:

@@ -269,7 +269,12 @@ def _assign_splits(cfg: Config, cases: list[dict[str, Any]], official: dict[str,
         hashes.setdefault(case["patient_id"], []).append(case["hash"])
     groups = group_patients(patients, hashes)
     if official and cfg.data.use_official_split:
-        return official_split(official, groups, str(source))
+        assignment = official_split(official, groups, str(source))
+        if "val" not in assignment.values():  # a train/test release: validation patients come out of train
+            train_groups = [g for g in groups if assignment[g[0]] == "train"]
+            train_ratio, val_ratio, _ = cfg.data.split_ratios
+            assignment.update(ratio_split(train_groups, (train_ratio, val_ratio, 0.0), cfg.data.seed))
+        return assignment
     return ratio_split(groups, cfg.data.split_ratios, cfg.data.seed)
 
 

@@ -6,7 +6,9 @@ or an ensemble of several ``-m`` is scored exactly as it would be shipped. Each 
 image (the prepared dataset keeps it) goes through the models' own pipelines; probabilities come
 back on the original grid (crop and resize undone, volumes reassembled) and become labels through
 ``postprocess.probabilities_to_labels``, the function `predict` writes its masks with. Metrics are
-reported without and with the configured post-processing, so its effect is visible.
+reported without and with the configured post-processing, so its effect is visible. Every case
+gets a QC flag, its reasons and its uncertainty score (``evaluation.quality``) in ``per_case.csv``,
+and the summary says how many cases are flagged and how well the flag finds the worst ones.
 
 Classes a case's annotators did not draw (Sunnybrook slices without an epicardial contour) are
 left out of that case's metrics for that class. Distances are in mm when every scored case has a
@@ -35,6 +37,7 @@ from cardioseg.data.preprocess import Orient
 from cardioseg.errors import CardiosegError, ConfigError, DataError
 from cardioseg.evaluation.clinical_outputs import clinical_outputs
 from cardioseg.evaluation.metrics import MetricAccumulator, multiclass_case_metrics
+from cardioseg.evaluation.quality import flag_line, qc_performance, qc_table
 from cardioseg.fileio import write_json, write_npz, write_text, write_with
 from cardioseg.inference.members import RunOptions, load_member
 from cardioseg.inference.pipeline import Segmenter
@@ -91,25 +94,33 @@ def _case_ids(prepared: PreparedDataset, split: str | None) -> list[str]:
     return [case for case in ids if prepared.cases[case].get("has_label", True)]
 
 
-def case_probabilities(segmenter: Segmenter, prepared: PreparedDataset, case_ids: Sequence[str],
-                       batch_size: int) -> Iterator[tuple[str, np.ndarray]]:
+def case_probabilities(
+    segmenter: Segmenter, prepared: PreparedDataset, case_ids: Sequence[str], batch_size: int,
+    uncertainty: dict[str, float | None] | None = None, threshold: float = 0.5,
+) -> Iterator[tuple[str, np.ndarray]]:
     """(case id, probabilities (C, *original shape)) of prepared cases, on the grid of their stored references.
 
     2D originals are stored after the dataset's orientation fix: they are turned back to their
     layout as read, so the segmenter sees exactly what `predict` sees in the file; 2D cases are
-    segmented in batches, volumes one at a time.
+    segmented in batches, volumes one at a time. ``uncertainty``, when given, receives each case's
+    uncertainty score (None with one model and no TTA), its opinions compared at ``threshold``.
     """
+    scores = uncertainty if uncertainty is not None else {}
     turn = Orient(prepared.plan.orientation)
     flat = [c for c in case_ids if prepared.cases[c]["ndim"] == 2]
     for start in range(0, len(flat), batch_size):
         group = flat[start : start + batch_size]
-        probs = segmenter.images([turn.apply(prepared.original_image(c)) for c in group])
+        probs, found = segmenter.images_with_uncertainty([turn.apply(prepared.original_image(c)) for c in group],
+                                                         threshold, uncertainty is not None)
+        scores.update(zip(group, found))
         yield from ((case, turn.invert(prob)) for case, prob in zip(group, probs))
     for case in (c for c in case_ids if prepared.cases[c]["ndim"] == 3):
         volume = ArrayVolume(prepared.original_image(case))
         prob = np.zeros((segmenter.classes, *volume.shape), np.float32)
-        for k, plane in segmenter.volume(volume, default_memory_budget(), batch_size):
+        agreement = segmenter.new_agreement() if uncertainty is not None else None
+        for k, plane in segmenter.volume(volume, default_memory_budget(), batch_size, agreement, threshold):
             np.moveaxis(prob, segmenter.slice_axis + 1, 1)[:, k] = plane
+        scores[case] = agreement.uncertainty if agreement is not None else None
         yield case, prob
 
 
@@ -151,11 +162,14 @@ def evaluate_model(models: Path | Sequence[Path], data: Path, cfg: Config, progr
         spacing_known = segmenter.plan.spacing_policy == "mm_if_all_known" and all(prepared.spacing(c) for c in case_ids)
         accumulators = {v: MetricAccumulator() for v in VARIANTS}
         predictions: dict[str, np.ndarray] = {}
+        uncertainty: dict[str, float | None] = {}
         n_planes = 0
         started = time.perf_counter()
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("evaluating", total=len(case_ids))
-            for case, prob in case_probabilities(segmenter, prepared, case_ids, ev.batch_size):
+            cases = case_probabilities(segmenter, prepared, case_ids, ev.batch_size, uncertainty,
+                                       ev.postprocess.threshold)
+            for case, prob in cases:
                 info = prepared.cases[case]
                 n_planes += 1 if info["ndim"] == 2 else prob.shape[segmenter.slice_axis + 1]
                 scores, predictions[case] = score_case(
@@ -184,7 +198,8 @@ def evaluate_model(models: Path | Sequence[Path], data: Path, cfg: Config, progr
             "evaluation_seconds": round(wall, 2),
             "postprocess": ev.postprocess.model_dump(),
         }
-    return _write_outputs(files, prepared, cfg, accumulators, predictions, summary)
+    qc = qc_table(prepared, predictions, uncertainty, spacing_known)
+    return _write_outputs(files, prepared, cfg, accumulators, predictions, summary, qc)
 
 
 def _per_case_frame(prepared: PreparedDataset, accumulators: dict[str, MetricAccumulator]) -> pd.DataFrame:
@@ -203,9 +218,10 @@ def _per_case_frame(prepared: PreparedDataset, accumulators: dict[str, MetricAcc
 
 def _write_outputs(
     files: EvaluationFiles, prepared: PreparedDataset, cfg: Config, accumulators: dict[str, MetricAccumulator],
-    predictions: dict[str, np.ndarray], summary: dict[str, Any],
+    predictions: dict[str, np.ndarray], summary: dict[str, Any], qc: pd.DataFrame,
 ) -> EvaluationResult:
-    per_case = _per_case_frame(prepared, accumulators)
+    per_case = _per_case_frame(prepared, accumulators).merge(qc, on="case_id", how="left")
+    summary["qc"] = qc_performance(per_case)
     summary["metrics"] = {v: _records(acc.summary()) for v, acc in accumulators.items()}
     summary["clinical"] = clinical_outputs(prepared, predictions, files.root)
     write_with(files.per_case, lambda tmp: per_case.to_csv(tmp, index=False))
@@ -246,4 +262,6 @@ def summary_table(result: EvaluationResult) -> Table:
         table.add_row(*([str(raw["class_name"])] if len(classes) > 1 else []), *row)
     table.caption = (f"{summary['parameters'] / 1e6:.2f} M parameters, {summary['model_file_mb']} MB, "
                      f"{summary['inference_ms_per_image']} ms/image")
+    if (line := flag_line(summary)) is not None:
+        table.caption += f"\n{line}"
     return table

@@ -9,7 +9,9 @@ normalisation statistics; in the ONNX file its default is stored as an initializ
 Outside the graph, in this order (the plan in the sidecar says them with their parameters):
 orientation fix, median filter, CLAHE, crop, resize to the input size; after it: resize back,
 threshold/argmax, post-processing. An export whose probabilities differ from PyTorch's by more
-than ``export.max_prob_diff`` on a check batch is refused, and nothing is written.
+than ``export.max_prob_diff`` on a check batch is refused, and nothing is written. With
+``export.int8`` the checked fp32 graph is then quantised (``quantize``), by default into
+``model.int8.onnx``.
 The in-graph statistics are those of the image it receives (resized, cropped); training computed
 them before crop and resize (and on the whole volume for 3D data) -- pass ``stats`` for volumes.
 
@@ -42,9 +44,10 @@ from cardioseg.artifacts import (
 )
 from cardioseg.config import ExportConfig
 from cardioseg.data.preprocess import Pipeline
-from cardioseg.errors import CheckpointError
+from cardioseg.errors import CheckpointError, ConfigError
 from cardioseg.fileio import write_bytes, write_json, write_with
 from cardioseg.inference.deployable import DeployableModel
+from cardioseg.inference.quantize import MaskAgreement, int8_export
 from cardioseg.models.checkpoint import ModelBundle, load_bundle
 
 OUTSIDE_GRAPH = ["orientation fix", "median filter", "CLAHE", "crop", "resize to the input size"]
@@ -56,7 +59,9 @@ class ExportResult:
     path: Path
     sidecar: Path
     max_abs_diff: float
-    """Largest probability difference between the exported file and PyTorch on a check batch."""
+    """Largest probability difference between the (fp32) exported file and PyTorch on a check batch."""
+    int8: MaskAgreement | None = None
+    """For an int8 export: its masks against the fp32 export's on held-out images."""
 
 
 def deployable(bundle: ModelBundle) -> DeployableModel:
@@ -145,10 +150,12 @@ def export_bundle(bundle: ModelBundle, out: Path, cfg: ExportConfig, checkpoint_
     Both are written under temporary names and checked before they replace anything at ``out``.
     """
     out = Path(out)
+    if cfg.int8 and cfg.format != "onnx":
+        raise ConfigError(f"--int8 writes ONNX; it cannot be combined with --format {cfg.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = sidecar(bundle, cfg.format, cfg, checkpoint_sha256)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as scratch:
-        staged = Path(scratch) / out.name
+        staged = Path(scratch) / ("fp32.onnx" if cfg.int8 else out.name)
         if cfg.format == "onnx":
             export_onnx(bundle, staged, cfg, meta)
         else:
@@ -158,9 +165,16 @@ def export_bundle(bundle: ModelBundle, out: Path, cfg: ExportConfig, checkpoint_
             raise CheckpointError(
                 f"the {cfg.format} export differs from PyTorch by up to {gap:.2e} in probability on a check batch "
                 f"(export.max_prob_diff is {cfg.max_prob_diff:.0e}); nothing was written", out)
-        os.replace(staged, out)
+        agreement = None
+        if cfg.int8:
+            agreement = int8_export(bundle, staged, out, cfg)
+            meta = {**meta, "precision": "int8", "int8_check": {
+                "calibration": str(cfg.calibration), "held_out_images": len(agreement.dice),
+                "min_dice_vs_fp32": agreement.minimum, "mean_dice_vs_fp32": agreement.mean}}
+        else:
+            os.replace(staged, out)
     side = write_json(sidecar_path(out), meta)
-    return ExportResult(out, side, gap)
+    return ExportResult(out, side, gap, agreement)
 
 
 def parity_gap(bundle: ModelBundle, exported: Path, fmt: str) -> float:
@@ -184,7 +198,8 @@ def export_model(checkpoint: Path, cfg: ExportConfig) -> ExportResult:
     """`cardioseg export`: load a checkpoint and export it to ``cfg.out`` (default: next to it)."""
     checkpoint = Path(checkpoint)
     bundle = load_bundle(checkpoint)
-    out = Path(cfg.out) if cfg.out is not None else default_export_path(checkpoint, cfg.format)
+    kind = "onnx-int8" if cfg.int8 else cfg.format
+    out = Path(cfg.out) if cfg.out is not None else default_export_path(checkpoint, kind)
     return export_bundle(bundle, out, cfg, file_digest(checkpoint))
 
 

@@ -7,6 +7,10 @@ the task (classes and label map) and, for volumes, on the slice axis.
 
 Test-time augmentation averages the probabilities of the image, its left-right flip and its
 up-down flip (each flipped back), computed on the network input.
+
+Every member and every flip is one *opinion*; how much their label maps disagree is the case's
+uncertainty score (``clinical.qc.PairwiseAgreement``: 1 - mean pairwise Dice, on the input's grid),
+known when there are at least two opinions (an ensemble, or TTA).
 """
 
 from __future__ import annotations
@@ -15,22 +19,30 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from cardioseg.clinical.qc import PairwiseAgreement
 from cardioseg.data.preprocess import ArrayPlanes, FittedPipeline, restore_probabilities
 from cardioseg.errors import ConfigError
 from cardioseg.inference.backend import Backend
 from cardioseg.inference.members import Member
 from cardioseg.inference.volumes import Volume, VolumePlanes
 from cardioseg.plan import Plan
+from cardioseg.postprocess import to_labels
 
 BYTES_PER_VOXEL = 16
 """Memory one voxel costs when a volume is held in memory (raw array plus each distinct pipeline's denoised copy)."""
 
 
-def flip_tta(backend: Backend, images: np.ndarray) -> np.ndarray:
-    """Mean probabilities over identity, left-right and up-down flips, in one batched call."""
+def flip_opinions(backend: Backend, images: np.ndarray) -> list[np.ndarray]:
+    """Probabilities of the identity, left-right and up-down flips (each flipped back), in one batched call."""
     n = len(images)
     probs = backend.probabilities(np.concatenate([images, images[:, :, ::-1], images[:, ::-1, :]]))
-    return (probs[:n] + probs[n : 2 * n][..., ::-1] + probs[2 * n :][..., ::-1, :]) / 3.0
+    return [probs[:n], probs[n : 2 * n][..., ::-1], probs[2 * n :][..., ::-1, :]]
+
+
+def flip_tta(backend: Backend, images: np.ndarray) -> np.ndarray:
+    """Mean probabilities over identity, left-right and up-down flips."""
+    first, across, down = flip_opinions(backend, images)
+    return (first + across + down) / 3.0
 
 
 class Segmenter:
@@ -67,25 +79,62 @@ class Segmenter:
     def network_seconds(self) -> float:
         return sum(member.backend.seconds for member in self.members)
 
-    def _run(self, member: Member, images: np.ndarray) -> np.ndarray:
-        return flip_tta(member.backend, images) if self.tta else member.backend.probabilities(images)
+    @property
+    def n_opinions(self) -> int:
+        """Members times flips: the label maps whose disagreement is the uncertainty score."""
+        return len(self.members) * (3 if self.tta else 1)
+
+    @property
+    def label_ids(self) -> list[int]:
+        """Foreground values of ``postprocess.to_labels`` maps: 1 for a one-channel model, else 1..C-1."""
+        return [1] if self.classes == 1 else list(range(1, self.classes))
+
+    def new_agreement(self) -> PairwiseAgreement | None:
+        """An accumulator for one case's uncertainty, or None when there is a single opinion."""
+        return PairwiseAgreement(self.label_ids) if self.n_opinions > 1 else None
+
+    def _opinions(self, member: Member, images: np.ndarray) -> list[np.ndarray]:
+        return flip_opinions(member.backend, images) if self.tta else [member.backend.probabilities(images)]
 
     def images(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """2D images as stored (H, W) -> probabilities (C, H, W) on each image's own grid and layout."""
+        return self.images_with_uncertainty(images, uncertainty=False)[0]
+
+    def images_with_uncertainty(
+        self, images: Sequence[np.ndarray], threshold: float = 0.5, uncertainty: bool = True
+    ) -> tuple[list[np.ndarray], list[float | None]]:
+        """``images`` and each image's uncertainty score (None with a single opinion or when not asked).
+
+        Each opinion's probabilities are restored to the image's grid and thresholded at ``threshold``
+        (``postprocess.to_labels``) before they are compared.
+        """
         totals = [np.zeros((self.classes, *image.shape), np.float32) for image in images]
+        agreements = [self.new_agreement() if uncertainty else None for _ in images]
+        opinions: list[list[np.ndarray]] = [[] for _ in images]
         for member in self.members:
             pipeline = member.pipeline
             inputs = [pipeline.image(image) for image in images]
-            probs = self._run(member, np.stack([x for x, _ in inputs]))
-            for total, prob, (_, geometry) in zip(totals, probs, inputs):
-                total += pipeline.orient.invert(restore_probabilities(prob, geometry))
-        return [total / len(self.members) for total in totals]
+            parts = self._opinions(member, np.stack([x for x, _ in inputs]))
+            for i, (total, (_, geometry)) in enumerate(zip(totals, inputs)):
+                total += pipeline.orient.invert(restore_probabilities(sum(p[i] for p in parts) / len(parts), geometry))
+                if agreements[i] is not None:
+                    opinions[i] += [to_labels(pipeline.orient.invert(restore_probabilities(p[i], geometry)), threshold)
+                                    for p in parts]
+        for agreement, labels in zip(agreements, opinions):
+            if agreement is not None:
+                agreement.add(labels)
+        scores = [agreement.uncertainty if agreement is not None else None for agreement in agreements]
+        return [total / len(self.members) for total in totals], scores
 
-    def volume(self, volume: Volume, memory_budget: int, batch: int = 16) -> Iterator[tuple[int, np.ndarray]]:
+    def volume(self, volume: Volume, memory_budget: int, batch: int = 16,
+               agreement: PairwiseAgreement | None = None,
+               threshold: float = 0.5) -> Iterator[tuple[int, np.ndarray]]:
         """(plane index, probabilities (C, plane shape)) for every plane along the slice axis, in order.
 
         Streams the volume from disk when holding it (and each distinct pipeline's denoised copy)
         would exceed ``memory_budget`` bytes; otherwise reads it once and shares it between models.
+        With ``agreement`` (``new_agreement()``), every plane's opinions are added to it, so that
+        once the planes are consumed it holds the volume's uncertainty score.
         """
         axis = self.slice_axis
         keys = {member.plan.preprocess.model_dump_json() for member in self.members}
@@ -100,11 +149,18 @@ class Segmenter:
         for start in range(0, count, batch):
             indices = range(start, min(count, start + batch))
             totals: list[np.ndarray] | None = None
+            opinions: list[list[np.ndarray]] = [[] for _ in indices]
             for member in self.members:
                 f = fitted[member.plan.preprocess.model_dump_json()]
                 inputs = [f.image(k) for k in indices]
-                probs = self._run(member, np.stack([x for x, _ in inputs]))
-                restored = [restore_probabilities(p, geometry) for p, (_, geometry) in zip(probs, inputs)]
+                parts = self._opinions(member, np.stack([x for x, _ in inputs]))
+                restored = [restore_probabilities(sum(p[i] for p in parts) / len(parts), geometry)
+                            for i, (_, geometry) in enumerate(inputs)]
                 totals = restored if totals is None else [t + r for t, r in zip(totals, restored)]
-            for k, total in zip(indices, totals or []):
+                if agreement is not None:
+                    for i, (_, geometry) in enumerate(inputs):
+                        opinions[i] += [to_labels(restore_probabilities(p[i], geometry), threshold) for p in parts]
+            for i, (k, total) in enumerate(zip(indices, totals or [])):
+                if agreement is not None:
+                    agreement.add(opinions[i])
                 yield k, total / len(self.members)

@@ -1,5 +1,8 @@
 """Volume files for prediction: read lazily (whole or one plane at a time), write back with their geometry.
 
+A DICOM series (``series_volume``) is read whole into memory and written as NIfTI with the
+affine its headers give; a cine's frames (``frames_volume``) become a plane stack.
+
 NIfTI is read through nibabel's array proxy, so a plane costs only that plane's memory; the
 output keeps the input's header and affine. MetaImage/NRRD go through SimpleITK's streaming
 reader (``SetExtractIndex``/``SetExtractSize``) and are written as NIfTI with the input's
@@ -20,6 +23,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from cardioseg.data.readers.base import NIFTI_SUFFIXES, check_image, check_volume_header, reading, strip_suffix
+from cardioseg.data.readers.dicom_frames import DicomFrames
+from cardioseg.data.readers.dicom_series import DicomSeries
+from cardioseg.data.readers.dicom_series import read_volume as read_series
 from cardioseg.errors import DataError
 from cardioseg.fileio import atomic_path
 
@@ -62,6 +68,36 @@ class ArrayVolume:
 
     def plane(self, axis: int, index: int) -> np.ndarray:
         return np.moveaxis(self.array, axis, 0)[index]
+
+
+class GridVolume(ArrayVolume):
+    """A volume built in memory from DICOM (a series, or a cine's frames as a plane stack), written as NIfTI.
+
+    ``affine`` maps (i, j, k) to RAS mm; ``spacing`` is None when the third axis is no distance
+    (a cine's frames), so no volume in mL is computed for it.
+    """
+
+    def __init__(self, array: np.ndarray, affine: np.ndarray, spacing: tuple[float, float, float] | None) -> None:
+        super().__init__(array)
+        self.affine, self.spacing = affine, spacing
+
+    def write_like(self, target: Path, array: np.ndarray) -> Path:
+        """Write ``array`` (i, j, k) or (i, j, k, C) as NIfTI with this volume's affine."""
+        return _write_nifti(target, array, nib.Nifti1Image(array, self.affine))
+
+
+def series_volume(series: DicomSeries, phase: int = 0) -> GridVolume:
+    """One phase of a DICOM series as a volume on the series' grid (see ``dicom_series``)."""
+    return GridVolume(read_series(series, phase), series.affine, series.spacing)
+
+
+def frames_volume(frames: DicomFrames) -> GridVolume:
+    """A cine's frames (F, H, W) as a stack of planes (H, W, F) along axis 2, the axis 2D models slice.
+
+    The affine scales rows and columns by the pixel size (1 mm when unknown) and frames by 1.
+    """
+    row_mm, col_mm = frames.spacing or (1.0, 1.0)
+    return GridVolume(np.moveaxis(frames.frames, 0, -1), np.diag([row_mm, col_mm, 1.0, 1.0]), None)
 
 
 class VolumePlanes:

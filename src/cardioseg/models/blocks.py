@@ -206,12 +206,33 @@ class AttentionGate(nn.Module):
 
 
 class ResidualAttentionSkip(nn.Module):
-    """Residual-attention (RA) skip connection: ``trunk(x) * (1 + alpha(x, g))``.
+    """Residual-attention (RA) skip connection of the CT study's version 4: ``x * (1 + alpha(x, g))``, no parameters.
 
-    The skip features are refined by a residual block (trunk) and re-weighted by an attention
-    gate driven by the coarser decoder features ``g``. Following residual attention learning
-    (Wang et al. 2017), the mask enters as ``1 + alpha`` so attention can emphasise skip
-    features but never erase them, which keeps gradients flowing early in training.
+    ``alpha`` is additive attention as in an attention gate, but with the channel means of the
+    skip ``x`` and of the coarser decoder features ``g`` (upsampled to ``x``) standing in for the
+    gate's learnt 1x1 projections: ``alpha = sigmoid(mean_c(x) + mean_c(g))``. Parameter-free,
+    which is what keeps the study's version 4 exactly as large as version 1. As in residual
+    attention learning (Wang et al. 2017) the mask enters as ``1 + alpha``, so attention can
+    emphasise skip features but never erase them.
+    """
+
+    def __init__(self, skip_channels: int, gate_channels: int, *, activation: Activation = "relu") -> None:
+        super().__init__()
+
+    @staticmethod
+    def coefficients(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        gate = F.interpolate(g.mean(1, keepdim=True), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(x.mean(1, keepdim=True) + gate)
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return x * (1 + self.coefficients(x, g))
+
+
+class GatedResidualAttentionSkip(nn.Module):
+    """This project's RA skip (``ra: gated``): ``trunk(x) * (1 + alpha(x, g))`` with a learnt attention gate.
+
+    The skip features are refined by a residual block (the trunk of residual attention learning)
+    and re-weighted by an attention gate driven by the coarser decoder features ``g``.
     """
 
     def __init__(self, skip_channels: int, gate_channels: int, *, activation: Activation = "relu") -> None:
@@ -281,25 +302,30 @@ class SPConvDoubleConv(nn.Sequential):
 class MFEBlock(nn.Module):
     """Multi-scale feature extraction (MFE): four receptive fields side by side, added to the input.
 
-    The ``channels`` output maps are shared out as 1/4, 1/8, 1/2, 1/8 over the branches
-    (each branch reads the whole input, as in an Inception module):
+    The ``channels`` maps are shared out as 1/4, 1/8, 1/2, 1/8 over the branches
       1. 1x1;  2. 3x3 max-pool (stride 1) + 1x1;  3. 1x1 + 3x3;  4. 1x1 + 3x3 + 3x3 (a 5x5 field).
-    The concatenation is fused by a 1x1 conv + BN, added to the input, then activated.
+    ``split_input`` (the CT study's form) cuts the *input* into those four parts (``torch.split``)
+    and each branch works on its own part; otherwise (``mfe_input: whole``) every branch reads the
+    whole input, as in an Inception module, and only the outputs are shared out. The
+    concatenation is fused by a 1x1 conv + BN, added to the input, then activated.
     """
 
-    def __init__(self, channels: int, *, activation: Activation = "relu") -> None:
+    def __init__(self, channels: int, *, activation: Activation = "relu", split_input: bool = True) -> None:
         super().__init__()
-        c1, c2, c3, c4 = self.branch_widths(channels)
+        widths = self.branch_widths(channels)
+        self.split = list(widths) if split_input else None
+        c1, c2, c3, c4 = widths
+        i1, i2, i3, i4 = widths if split_input else (channels,) * 4
         self.branches = nn.ModuleList(
             [
-                ConvBNAct(channels, c1, 1, activation=activation),
-                nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), ConvBNAct(channels, c2, 1, activation=activation)),
+                ConvBNAct(i1, c1, 1, activation=activation),
+                nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), ConvBNAct(i2, c2, 1, activation=activation)),
                 nn.Sequential(
-                    ConvBNAct(channels, c3, 1, activation=activation),
+                    ConvBNAct(i3, c3, 1, activation=activation),
                     ConvBNAct(c3, c3, activation=activation),
                 ),
                 nn.Sequential(
-                    ConvBNAct(channels, c4, 1, activation=activation),
+                    ConvBNAct(i4, c4, 1, activation=activation),
                     ConvBNAct(c4, c4, activation=activation),
                     ConvBNAct(c4, c4, activation=activation),
                 ),
@@ -316,7 +342,8 @@ class MFEBlock(nn.Module):
         return channels // 4, channels // 8, channels // 2, channels // 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = self.fuse(torch.cat([branch(x) for branch in self.branches], dim=1))
+        parts = torch.split(x, self.split, dim=1) if self.split else (x,) * len(self.branches)
+        fused = self.fuse(torch.cat([branch(part) for branch, part in zip(self.branches, parts)], dim=1))
         return self.act(x + fused)
 
 
@@ -348,9 +375,10 @@ class CIEBlock(nn.Module):
 class MFECIEModule(nn.Sequential):
     """The ConvModule of the CT study's variant 5: DoubleConv, then MFE, then CIE."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, activation: Activation = "relu") -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, activation: Activation = "relu",
+                 split_input: bool = True) -> None:
         super().__init__(
             DoubleConv(in_channels, out_channels, activation=activation),
-            MFEBlock(out_channels, activation=activation),
+            MFEBlock(out_channels, activation=activation, split_input=split_input),
             CIEBlock(out_channels, activation=activation),
         )

@@ -13,9 +13,12 @@ CT-study U-Net variants
     3. ``ct_unet_spconv``      SPConv in place of the plain 3x3 convolutions.
     4. ``ct_unet_ra``          DoubleConv with residual-attention (RA) skip connections.
     5. ``ct_unet_mfe_cie``     ConvModule (DoubleConv + MFE + CIE) in the encoder, RA skips.
-    The CT variants default to ``base=32`` (widths 32..512, four 2x down-samplings, transposed-conv
-    upsampling, BatchNorm + ReLU). The study's own base width and depth are not known to us;
-    32..512 is the common half-width U-Net and matches ``plain_unet_512``.
+    The CT variants default to the study's widths: ``base=64`` (DoubleConv features 64, 128, 256,
+    512 and a 1024 bottleneck, four 2x down-samplings, transposed-conv upsampling, BatchNorm +
+    ReLU): 31,037,633 parameters for its UNET on RGB input (``in_channels=3``), 31,036,481 on grey.
+    Its RA skip has no parameters (version 4 is as large as version 1) and its MFE block splits
+    its input channels; this project's earlier forms stay as options (``ra: gated``,
+    ``mfe_input: whole``), and ``base=32`` gives the half-width networks.
 
 Every factory takes ``in_channels``, ``classes``, ``base`` and ``depth`` (number of resolution
 levels) and handles any input size (see ``UNet``). Parameter counts are for in_channels=1, classes=1.
@@ -31,6 +34,7 @@ from cardioseg.errors import ConfigError
 from cardioseg.models.blocks import (
     Activation,
     AttentionGate,
+    GatedResidualAttentionSkip,
     InceptionModule,
     MFECIEModule,
     ResBlock,
@@ -116,23 +120,24 @@ def resunet_improved(
     )
 
 
-def ct_unet_doubleconv(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
+def ct_unet_doubleconv(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5) -> nn.Module:
     """CT study variant 1: DoubleConv U-Net, max-pool down, transposed-conv up, BatchNorm + ReLU.
     Variant 2 is this network trained with 10x offline augmentation (see module docstring).
 
-    Options: ``base`` (32), ``depth`` (5). Parameters at the defaults: 7,762,465 (as ``plain_unet_512``).
+    Options: ``base`` (64), ``depth`` (5). Parameters at the defaults: 31,036,481 (31,037,633 with
+    ``in_channels=3``, the study's RGB input: its Table 2); ``base=32``: 7,762,465 (as ``plain_unet_512``).
     """
     return UNet(in_channels, classes, stage_widths(base, depth), upsampling="transpose")
 
 
-def ct_unet_spconv(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
+def ct_unet_spconv(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5) -> nn.Module:
     """CT study variant 3: variant 1 with every 3x3 convolution replaced by SPConv (Zhang et al. 2020),
     except the very first, which sees the raw image and has too few channels to split. In the
     decoder, SPConv's channel split falls exactly between the concatenated skip (first half: the
     representative 3x3 path) and the upsampled features (second half: the cheap 1x1 path).
 
-    Options: ``base`` (32, must be even), ``depth`` (5). Parameters at the defaults: 3,258,081
-    (expected range 3.2M-3.3M, about 42% of variant 1).
+    Options: ``base`` (64, must be even), ``depth`` (5). Parameters at the defaults: 13,007,297;
+    ``base=32``: 3,258,081.
     """
     widths = stage_widths(base, depth)
     if base % 2:
@@ -145,34 +150,53 @@ def ct_unet_spconv(in_channels: int = 1, classes: int = 1, *, base: int = 32, de
     return UNet(in_channels, classes, widths, encoder=encoder, decoder=SPConvDoubleConv, upsampling="transpose")
 
 
-def ct_unet_ra(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
-    """CT study variant 4: variant 1 with a residual-attention (RA) block on every skip connection:
-    the skip is refined by a ResBlock and scaled by ``1 + alpha`` from an attention gate driven by
-    the coarser decoder features (see ``blocks.ResidualAttentionSkip``).
+RAForm = Literal["study", "gated"]
+"""The RA skip: the study's parameter-free one, or this project's residual trunk + learnt attention gate."""
+_RA_SKIPS = {"study": ResidualAttentionSkip, "gated": GatedResidualAttentionSkip}
 
-    Options: ``base`` (32), ``depth`` (5). Parameters at the defaults: 9,462,873 (expected range 9.4M-9.55M).
+
+def _ra_skip(ra: object) -> type[nn.Module]:
+    if ra not in _RA_SKIPS:
+        raise ConfigError(f"ra must be one of {', '.join(_RA_SKIPS)}, got {ra!r}")
+    return _RA_SKIPS[cast(str, ra)]
+
+
+def ct_unet_ra(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5, ra: RAForm = "study") -> nn.Module:
+    """CT study variant 4: variant 1 with a residual-attention (RA) block on every skip connection.
+
+    ``ra``: ``study`` (default), ``x * (1 + alpha)`` with a parameter-free attention map from the
+    skip and the coarser decoder features (``blocks.ResidualAttentionSkip``), so the network has
+    exactly variant 1's parameters, as the study reports; ``gated``, this project's earlier form,
+    a ResBlock trunk and a learnt attention gate (``blocks.GatedResidualAttentionSkip``).
+    Options: ``base`` (64), ``depth`` (5), ``ra``. Parameters at the defaults: 31,036,481 (as
+    variant 1); ``ra=gated``: 37,831,849; ``base=32, ra=gated``: 9,462,873.
     """
-    return UNet(
-        in_channels, classes, stage_widths(base, depth), skip=ResidualAttentionSkip, upsampling="transpose"
-    )
+    return UNet(in_channels, classes, stage_widths(base, depth), skip=_ra_skip(ra), upsampling="transpose")
 
 
-def ct_unet_mfe_cie(in_channels: int = 1, classes: int = 1, *, base: int = 32, depth: int = 5) -> nn.Module:
+def ct_unet_mfe_cie(in_channels: int = 1, classes: int = 1, *, base: int = 64, depth: int = 5, ra: RAForm = "study",
+                    mfe_input: Literal["split", "whole"] = "split") -> nn.Module:
     """CT study variant 5: every encoder level (bottleneck included) is a ConvModule, DoubleConv
     followed by an MFE block (multi-scale features) and a CIE block (dilated context, rates 2/6/10);
     skips are residual-attention blocks as in variant 4; the decoder keeps plain DoubleConvs.
 
-    Options: ``base`` (32, must be divisible by 8 for the MFE split), ``depth`` (5). Parameters at
-    the defaults: 21,534,025 (expected range 21.4M-21.7M; the CIE block at 512 channels alone is 7.9M).
+    ``mfe_input``: ``split`` (default, the study's): the MFE block cuts its input channels into
+    1/4, 1/8, 1/2, 1/8 and each branch works on its part; ``whole``: every branch reads all of it.
+    Options: ``base`` (64, must be divisible by 8 for the MFE split), ``depth`` (5), ``ra``,
+    ``mfe_input``. Parameters at the defaults: 78,377,697; ``base=32, ra=gated, mfe_input=whole``:
+    21,534,025 (the CIE block at 512 channels alone is 7.9M).
     """
     widths = stage_widths(base, depth)
     if base % 8:
         raise ConfigError(f"ct_unet_mfe_cie needs base divisible by 8 (MFE splits channels in eighths), got {base}")
+    if mfe_input not in ("split", "whole"):
+        raise ConfigError(f"mfe_input must be split or whole, got {mfe_input!r}")
+    split = mfe_input == "split"
     return UNet(
         in_channels,
         classes,
         widths,
-        encoder=pooled(MFECIEModule),
-        skip=ResidualAttentionSkip,
+        encoder=pooled(lambda c_in, c_out: MFECIEModule(c_in, c_out, split_input=split)),
+        skip=_ra_skip(ra),
         upsampling="transpose",
     )

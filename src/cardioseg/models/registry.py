@@ -24,7 +24,7 @@ from cardioseg.models.custom_nets import (
     resunet,
     resunet_improved,
 )
-from cardioseg.models.smp_models import smp_factory
+from cardioseg.models.smp_models import FAST_DECODER_CHANNELS, smp_factory
 from cardioseg.models.unet import plain_unet, plain_unet_512
 
 Factory = Callable[..., nn.Module]
@@ -42,6 +42,10 @@ class RegisteredModel:
 
 MODELS: dict[str, RegisteredModel] = {
     "unet": RegisteredModel("unet", smp_factory("Unet"), True, "segmentation_models_pytorch Unet"),
+    "unet_fast": RegisteredModel(
+        "unet_fast", smp_factory("Unet", decoder_channels=FAST_DECODER_CHANNELS), True,
+        "smp Unet with half-width decoder 128..8: for throughput (U-Net-ResNet18: 1.64 instead of 2.65 GFLOP at 128 px)",
+    ),
     "unetplusplus": RegisteredModel(
         "unetplusplus", smp_factory("UnetPlusPlus"), True, "segmentation_models_pytorch UnetPlusPlus"
     ),

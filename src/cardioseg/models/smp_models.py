@@ -108,11 +108,19 @@ def load_encoder_weights(encoder: nn.Module, path: Path, state: dict[str, torch.
     encoder.load_state_dict(state, strict=True)
 
 
-def smp_factory(smp_arch: str) -> Callable[..., nn.Module]:
-    """The registry's factory for one smp decoder (``"Unet"``, ``"PSPNet"``, ...): ``build_smp_model`` bound to it."""
+FAST_DECODER_CHANNELS = (128, 64, 32, 16, 8)
+"""The fast U-Net's decoder: half smp's default widths, 38% fewer FLOPs with a ResNet18 encoder at 128 px."""
+
+
+def smp_factory(smp_arch: str, **defaults: object) -> Callable[..., nn.Module]:
+    """The registry's factory for one smp decoder (``"Unet"``, ``"PSPNet"``, ...): ``build_smp_model`` bound to it.
+
+    ``defaults`` are options of a registered configuration (the fast U-Net's decoder widths); a
+    user's ``model.options`` override them.
+    """
 
     def factory(in_channels: int = 1, classes: int = 1, **options: object) -> nn.Module:
-        return build_smp_model(smp_arch, in_channels, classes, **options)
+        return build_smp_model(smp_arch, in_channels, classes, **{**defaults, **options})
 
     factory.__name__ = f"smp_{smp_arch.lower()}"
     factory.__qualname__ = factory.__name__

@@ -22,6 +22,7 @@ from cardioseg.artifacts import EvaluationFiles, RunFiles
 from cardioseg.config import Config
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.evaluation.clinical_outputs import clinical_outputs, echo_views
+from cardioseg.evaluation.quality import flag_line
 from cardioseg.fileio import safe_name
 from cardioseg.report import tables
 from cardioseg.report.inputs import Evaluation, Sources
@@ -69,7 +70,7 @@ def report_context(sources: Sources, evaluation: Evaluation | None, cfg: Config)
         "nav": NAV, "title": "cardioseg report", "subtitle": f"generated {_now()}", "key_figures": [],
         "facts": _run_facts(sources), "notes": [], "metrics": None, "distance_unit": "px", "distribution_figures": [],
         "clinical_blocks": [], "case_figures": [], "videos": [], "view3d": None, "legend": None,
-        "view3d_missing": "No 3D view: there is no evaluation.", "per_case": None,
+        "view3d_missing": "No 3D view: there is no evaluation.", "per_case": None, "qc_summary": None,
         "training_figure": _png(curves, "training curves", "Loss and validation Dice per epoch"),
         "training_missing": f"No training curves found: {curves} does not exist." if curves
         else "No training curves found: the training run folder is not known.",
@@ -99,6 +100,7 @@ def _evaluation_sections(ev: Evaluation, cfg: Config, notes: list[str]) -> dict[
         "distance_unit": unit,
         "metrics": tables.metrics_table(summary["metrics"], unit) if summary.get("metrics") else None,
         "per_case": tables.per_case_table(ev.per_case, unit) if not ev.per_case.empty else None,
+        "qc_summary": flag_line(summary),
         "clinical_blocks": _clinical_blocks(files, clinical),
     }
     distributions = plot_metric_distributions(ev.per_case, files.metric_distributions, unit) \
@@ -289,6 +291,9 @@ def _key_figures(summary: dict[str, Any], clinical: dict[str, Any]) -> list[tupl
     for name, stats in clinical.get("volumes", {}).get("per_class", {}).items():
         figures.append((f"{name} volume |error| mean (max)",
                         f"{stats['mean_abs_error']:.1f} ({stats['max_abs_error']:.1f}) {stats['unit']}"))
+    qc = summary.get("qc")
+    if qc:
+        figures.append(("cases flagged by QC", f"{qc['n_flagged']} of {qc['n_cases']}"))
     return figures
 
 

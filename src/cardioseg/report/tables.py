@@ -80,22 +80,49 @@ def _summary_cell(rec: dict[str, Any]) -> Cell:
 
 
 def per_case_table(per_case: pd.DataFrame, distance_unit: str) -> HtmlTable:
-    """One row per case and class: identity, Dice raw and post, the other post-processed metrics."""
+    """One row per case and class: identity, QC, Dice raw and post, the other post-processed metrics.
+
+    With QC columns (evaluations since QC), the cases to check come first, the most uncertain
+    first among them, and each row shows its flag, uncertainty and reasons.
+    """
     wide = per_case.pivot_table(index=["case_id", "class_name"], columns="variant",
                                 values=[m for m in METRIC_LABELS if m in per_case], aggfunc="first")
     meta = per_case.drop_duplicates("case_id").set_index("case_id")
     identity = [c for c in ("patient_id", "view", "phase") if c in meta and meta[c].fillna("").astype(str).str.len().any()]
     metrics = [m for m in ("iou", "precision", "recall", "hd95", "assd") if (m, "post") in wide]
+    with_qc = "qc_flag" in meta
     table = HtmlTable([Column("case", True), *(Column(c.removesuffix("_id"), True) for c in identity),
+                       *([Column("QC", True), Column("uncertainty")] if with_qc else []),
                        Column("class", True), Column("Dice raw"), Column("Dice post"),
-                       *(Column(METRIC_LABELS[m] + (f" [{distance_unit}]" if m in DISTANCES else "")) for m in metrics)])
-    for (case_id, class_name), row in wide.iterrows():
+                       *(Column(METRIC_LABELS[m] + (f" [{distance_unit}]" if m in DISTANCES else "")) for m in metrics),
+                       *([Column("QC reasons", True)] if with_qc else [])])
+    keys = list(wide.index)
+    if with_qc:
+        keys.sort(key=lambda key: qc_order(meta.loc[key[0]]))
+    for case_id, class_name in keys:
+        row = wide.loc[(case_id, class_name)]
+        qc = meta.loc[case_id] if with_qc else None
         table.rows.append([
-            text(case_id), *(text(meta.at[case_id, c]) for c in identity), text(class_name),
-            number(row.get(("dice", "raw"))), number(row.get(("dice", "post"))),
+            text(case_id), *(text(meta.at[case_id, c]) for c in identity),
+            *([qc_flag_cell(qc["qc_flag"]), number(qc.get("qc_uncertainty"), 3)] if qc is not None else []),
+            text(class_name), number(row.get(("dice", "raw"))), number(row.get(("dice", "post"))),
             *(number(row[(m, "post")], 2 if m in DISTANCES else 3) for m in metrics),
+            *([text(qc.get("qc_reasons"), "note")] if qc is not None else []),
         ])
     return table
+
+
+def qc_order(qc: pd.Series) -> tuple[int, float]:
+    """Sort key of a case: flagged first, then the most uncertain (unknown uncertainty last)."""
+    uncertainty = qc.get("qc_uncertainty")
+    known = uncertainty is not None and not pd.isna(uncertainty)
+    return (0 if qc.get("qc_flag") == "check" else 1, -float(uncertainty) if known else math.inf)
+
+
+def qc_flag_cell(flag: Any) -> Cell:
+    """The QC flag, coloured by the stylesheet (``qc-check`` / ``qc-ok``); sorts "check" before "ok"."""
+    flag = "" if flag is None or pd.isna(flag) else str(flag)
+    return Cell(flag, flag, f"text qc-{flag}" if flag else "text")
 
 
 def agreement_table(stats: dict[str, dict[str, Any]], units: dict[str, str]) -> HtmlTable:

@@ -49,6 +49,8 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
   table.sortable th[aria-sort="ascending"]::after { content: " \25B2"; font-size: 10px; }
   table.sortable th[aria-sort="descending"]::after { content: " \25BC"; font-size: 10px; }
   td.note { white-space: normal; text-align: left; color: var(--muted); font-size: 12px; min-width: 300px; max-width: 560px; }
+  td.qc-check { color: #b00020; font-weight: 600; }
+  td.qc-ok { color: #2e7d32; }
   .scroll { max-height: 520px; overflow: auto; border: 1px solid var(--line); }
   figure { margin: 10px 0; }
   figure img, figure video { max-width: 100%; border: 1px solid var(--line); }
@@ -148,6 +150,7 @@ TEMPLATE = r"""{%- macro table(data, sortable=False) -%}
 {% if per_case %}
 <section id="per-case">
   <h2>Per-case metrics</h2>
+  {% if qc_summary %}<p>{{ qc_summary }}. Cases flagged for a check come first, the most uncertain first.</p>{% endif %}
   <p class="muted">Click a column header to sort.</p>
   <div class="scroll">{{ table(per_case, sortable=True) }}</div>
 </section>

@@ -1,8 +1,10 @@
 """The sweep grid: which runs there are, checked by name before any of them starts.
 
 A grid point is one training run: architecture x encoder x encoder weights x augmentation x
-loss x seed. Every point shares the ``data``, ``preprocess``, ``train`` and ``evaluate``
-settings of the configuration, so every run gets the same budget.
+loss (x learning rate x batch size x epochs, when the sweep lists them) x seed. Every point
+shares the ``data``, ``preprocess``, ``train`` and ``evaluate`` settings of the configuration
+otherwise, so every run gets the same budget; ``sweep.equal_epochs`` drops the time budget so
+that each trains exactly its epochs.
 
 Seeds: without ``extra_seeds_for_best`` the grid crosses every seed in ``sweep.seeds``. With it,
 the grid runs the first seed only, and the best N configurations are re-run afterwards with
@@ -29,6 +31,10 @@ class GridPoint:
     augmentation: str
     loss: str
     seed: int
+    lr: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    """The grid's learning rate, batch size and epochs; None: the configuration's, as for every run."""
 
     @property
     def weights_label(self) -> str:
@@ -38,9 +44,11 @@ class GridPoint:
         return self.encoder_weights if self.encoder_weights == "imagenet" else Path(self.encoder_weights).stem
 
     @property
-    def config_key(self) -> tuple[str, str, str, str, str]:
+    def config_key(self) -> tuple[str, ...]:
         """Everything but the seed: the runs of one configuration differ only by seed."""
-        return (self.arch, self.encoder or "-", self.weights_label, self.augmentation, self.loss)
+        schedule = [f"{tag}{value:g}" for tag, value in (("lr", self.lr), ("b", self.batch_size), ("e", self.epochs))
+                    if value is not None]
+        return (self.arch, self.encoder or "-", self.weights_label, self.augmentation, self.loss, *schedule)
 
     @property
     def run_id(self) -> str:
@@ -64,12 +72,13 @@ def expand_grid(sweep: SweepConfig, default_loss: str, uses_encoder: dict[str, b
     """Every point of the grid, in a stable order; encoder-free architectures get one encoder slot."""
     points: dict[GridPoint, None] = {}
     losses = sweep.losses or [default_loss]
-    for arch, encoder, weights, aug, loss, seed in itertools.product(
-        sweep.architectures, sweep.encoders, sweep.encoder_weights, sweep.augmentations, losses, grid_seeds(sweep)
+    for arch, encoder, weights, aug, loss, lr, batch, epochs, seed in itertools.product(
+        sweep.architectures, sweep.encoders, sweep.encoder_weights, sweep.augmentations, losses,
+        sweep.learning_rates or [None], sweep.batch_sizes or [None], sweep.epochs or [None], grid_seeds(sweep)
     ):
         if not uses_encoder[arch]:
             encoder = weights = None
-        points[GridPoint(arch, encoder, weights, aug, loss, seed)] = None
+        points[GridPoint(arch, encoder, weights, aug, loss, seed, lr, batch, epochs)] = None
     return list(points)
 
 
@@ -101,8 +110,13 @@ def validate_sweep(cfg: Config) -> list[GridPoint]:
     sweep = cfg.sweep
     for name in ("architectures", "encoders", "encoder_weights", "augmentations", "seeds"):
         _no_duplicates(name, list(getattr(sweep, name)))
-    if sweep.losses is not None:
-        _no_duplicates("losses", list(sweep.losses))
+    for name in ("losses", "learning_rates", "batch_sizes", "epochs"):
+        if getattr(sweep, name) is not None:
+            _no_duplicates(name, list(getattr(sweep, name)))
+    for name, values in (("learning_rates", sweep.learning_rates), ("batch_sizes", sweep.batch_sizes),
+                         ("epochs", sweep.epochs)):
+        if values is not None and any(v <= 0 for v in values):
+            raise ConfigError(f"sweep.{name} must be positive, got {values}")
     uses_encoder = {arch: get_model_entry(arch).uses_encoder for arch in sweep.architectures}
     known = set(smp.encoders.get_encoder_names())
     needs_encoder = [arch for arch, uses in uses_encoder.items() if uses]
@@ -175,6 +189,14 @@ def run_config(cfg: Config, point: GridPoint, run_dir: Path) -> Config:
     run.train.augment.preset = point.augmentation  # type: ignore[assignment]
     run.train.loss = point.loss  # type: ignore[assignment]
     run.train.seed = point.seed
+    if point.lr is not None:
+        run.train.lr = point.lr
+    if point.batch_size is not None:
+        run.train.batch_size = point.batch_size
+    if point.epochs is not None:
+        run.train.epochs = point.epochs
+    if cfg.sweep.equal_epochs:
+        run.train.time_budget = None
     run.train.run_dir = run_dir
     run.evaluate.out_dir = run_dir / "evaluation"
     return run

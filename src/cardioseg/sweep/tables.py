@@ -16,7 +16,9 @@ import pandas as pd
 from cardioseg.sweep.grid import AUGMENTATION_LABELS
 from cardioseg.sweep.stats import Comparison, paired_comparison
 
-KEY = ["arch", "encoder", "weights", "augmentation", "loss"]
+KEY = ["arch", "encoder", "weights", "augmentation", "loss", "lr", "batch_size", "epochs"]
+SCHEDULE = ["lr", "batch_size", "epochs"]
+"""Grid axes of the training schedule: '-' in a row when the sweep did not vary them (the configuration's value)."""
 # (column, title, decimals): what each table reports, in the study's order, then the costs.
 QUANTITIES: list[tuple[str, str, int]] = [
     ("dice", "Dice", 4), ("iou", "IoU", 4), ("precision", "Precision", 4), ("recall", "Recall", 4),
@@ -33,7 +35,7 @@ def runs_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
         if rec.get("status") != "ok":
             continue
         rows.append({
-            **{k: rec[k] or "-" for k in KEY}, "seed": rec["seed"], **rec["metrics"],
+            **{k: "-" if rec.get(k) is None else rec[k] for k in KEY}, "seed": rec["seed"], **rec["metrics"],
             "hd95_undefined": rec["undefined"].get("hd95", 0), "parameters": rec["parameters"],
             "train_seconds": rec["train_seconds"], "inference_ms_per_image": rec["inference_ms_per_image"],
         })
@@ -54,11 +56,16 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 def varying(frame: pd.DataFrame) -> list[str]:
     """Grid axes beyond architecture, encoder and augmentation that take several values here."""
-    return [axis for axis in ("weights", "loss") if frame[axis].nunique() > 1]
+    return [axis for axis in ("weights", "loss", *SCHEDULE) if frame[axis].nunique() > 1]
+
+
+def axis_text(axis: str, value: object) -> str:
+    """A grid value as a row label shows it: the schedule's numbers named (lr 0.001, batch 16, 20 epochs)."""
+    return {"lr": f"lr {value}", "batch_size": f"batch {value}", "epochs": f"{value} epochs"}.get(axis, str(value))
 
 
 def row_label(row: pd.Series, axes: list[str]) -> str:
-    return " · ".join([str(row["encoder"]), *(str(row[a]) for a in axes)])
+    return " · ".join([str(row["encoder"]), *(axis_text(a, row[a]) for a in axes)])
 
 
 def config_label(row: pd.Series, axes: list[str]) -> str:
@@ -98,6 +105,29 @@ def best_table(agg: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def schedule_table(agg: pd.DataFrame) -> pd.DataFrame | None:
+    """The thesis's timing table: learning rate x batch size x epochs -> training seconds and Dice, one row per
+    configuration (None when the sweep varies none of them)."""
+    axes = [axis for axis in SCHEDULE if agg[axis].nunique() > 1]
+    if not axes:
+        return None
+    others = [axis for axis in ("arch", "encoder", "augmentation") if agg[axis].nunique() > 1]
+    table = agg.sort_values([*others, *axes])[[*others, *axes, "n_seeds", "train_seconds_mean", "train_seconds_std",
+                                               "dice_mean", "dice_std"]].reset_index(drop=True)
+    if "augmentation" in table:
+        table["augmentation"] = table["augmentation"].map(AUGMENTATION_LABELS)
+    return table
+
+
+def display_schedule(table: pd.DataFrame) -> pd.DataFrame:
+    """The timing table as text cells."""
+    out = table.drop(columns=["train_seconds_mean", "train_seconds_std", "dice_mean", "dice_std"]).rename(
+        columns={"lr": "learning rate", "batch_size": "batch size", "n_seeds": "seeds"})
+    out["Train time [s]"] = [format_cell(m, s, 1) for m, s in zip(table["train_seconds_mean"], table["train_seconds_std"])]
+    out["Dice"] = [format_cell(m, s, 4) for m, s in zip(table["dice_mean"], table["dice_std"])]
+    return out
+
+
 def _per_seed(runs: pd.DataFrame, metric: str) -> dict[tuple[str, ...], dict[int, float]]:
     values: dict[tuple[str, ...], dict[int, float]] = {}
     for _, row in runs.iterrows():
@@ -118,11 +148,11 @@ def comparisons(runs: pd.DataFrame, agg: pd.DataFrame, metric: str = "dice") -> 
             found.append((kind, paired_comparison(per_seed[a], per_seed[b], labels[a], labels[b])))
 
     for key in per_seed:
-        arch, encoder, weights, aug, loss = key
+        arch, encoder, weights, aug, loss, *schedule = key
         if aug != "none":
-            compare("augmented vs initial", key, (arch, encoder, weights, "none", loss))
+            compare("augmented vs initial", key, (arch, encoder, weights, "none", loss, *schedule))
         if weights != "scratch":
-            compare("pretrained vs scratch", key, (arch, encoder, "scratch", aug, loss))
+            compare("pretrained vs scratch", key, (arch, encoder, "scratch", aug, loss, *schedule))
     ranked = [tuple(row[k] for k in KEY) for _, row in agg.sort_values(f"{metric}_mean", ascending=False).iterrows()]
     if len(ranked) >= 2:
         compare("best vs runner-up configuration", ranked[0], ranked[1])

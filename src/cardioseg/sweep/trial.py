@@ -97,7 +97,7 @@ def results(trained: TrainResult, evaluation: EvaluationResult) -> dict[str, Any
         "model_file_mb": summary["model_file_mb"],
         "inference_ms_per_image": summary["inference_ms_per_image"],
         "train_seconds": logged_train_seconds(trained.run_dir) or trained.train_seconds,
-        "epochs": trained.epochs_run,
+        "epochs_run": trained.epochs_run,
         "best_val_dice": trained.best_val_dice,
         "precision": trained.precision,
     }

@@ -19,8 +19,10 @@ from cardioseg.sweep.tables import (
     display_architecture,
     display_best,
     display_comparisons,
+    display_schedule,
     findings,
     runs_frame,
+    schedule_table,
 )
 
 
@@ -60,6 +62,10 @@ def write_report(out_dir: Path, cfg: Config, records: list[dict[str, Any]]) -> d
         written["comparisons"] = _csv(comps, tables_dir / "comparisons.csv")
         sections.append(("Best configuration per architecture", display_best(best)))
         sections.append(("Paired seed comparisons (Dice)", display_comparisons(comps)))
+        schedule = schedule_table(agg)
+        if schedule is not None:
+            written["schedule"] = _csv(schedule, tables_dir / "schedule.csv")
+            sections.append(("Learning rate, batch size, epochs: training time and Dice", display_schedule(schedule)))
         plots = write_plots(agg, runs, out_dir / "plots")
     failed = [{"run_id": r["run_id"], "error": r.get("error", "")} for r in records if r.get("status") != "ok"]
     if failed:
@@ -73,10 +79,15 @@ def write_report(out_dir: Path, cfg: Config, records: list[dict[str, Any]]) -> d
 def _notes(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
     ok = [r for r in records if r.get("status") == "ok"]
     unit = ok[0]["distance_unit"] if ok else "px"
-    budget = f"{cfg.train.epochs} epoch(s)" + (f" or {cfg.train.time_budget}, whichever ends first" if cfg.train.time_budget else "")
+    sweep = cfg.sweep
+    epochs = "/".join(map(str, sweep.epochs)) if sweep.epochs else str(cfg.train.epochs)
+    timed = cfg.train.time_budget and not sweep.equal_epochs
+    budget = f"{epochs} epoch(s)" + (f" or {cfg.train.time_budget}, whichever ends first" if timed else " exactly")
+    batch = "/".join(map(str, sweep.batch_sizes)) if sweep.batch_sizes else str(cfg.train.batch_size)
+    lr = "/".join(map(str, sweep.learning_rates)) if sweep.learning_rates else str(cfg.train.lr)
     return [
         f"{len(ok)} of {len(records)} runs succeeded; every run had the same budget: {budget}, "
-        f"batch {cfg.train.batch_size}, lr {cfg.train.lr}, input {cfg.preprocess.size[0]}x{cfg.preprocess.size[1]}.",
+        f"batch {batch}, lr {lr}, input {cfg.preprocess.size[0]}x{cfg.preprocess.size[1]}.",
         f"Scored on the held-out split '{cfg.evaluate.split}' of {cfg.data.prepared}: mean over cases of the network "
         f"output (no post-processing) at the original resolution; HD95 in {unit}. 'undef.' counts cases where HD95 "
         "is undefined (one mask empty) and left out of the mean.",

@@ -9,12 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, Timer
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from cardioseg.fileio import atomic_path, write_with
+from cardioseg.plan import IGNORE_LABEL
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -122,3 +125,29 @@ class PatienceFromNow(EarlyStopping):
         super().load_state_dict(state_dict)
         self.wait_count = 0
         self.stopped_epoch = 0
+
+
+class EpochImages(L.Callback):
+    """After each validation, the same validation images with their reference and the current prediction, as a PNG.
+
+    Watching the masks form, epoch by epoch, shows what a curve does not: a model that learns
+    the sector's edge before the cavity, or one whose masks shrink as it overfits.
+    """
+
+    def __init__(self, images: np.ndarray, references: np.ndarray, class_names: dict[int, str], out_dir: Path) -> None:
+        self.images = torch.from_numpy(np.ascontiguousarray(images, np.float32))[:, None]
+        self.references = np.where(references == IGNORE_LABEL, 0, references)
+        self.class_names, self.out_dir = class_names, Path(out_dir)
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        from cardioseg.viz.samples import plot_case_grid
+
+        logits = module(self.images.to(module.device)).float().cpu()
+        labels = (logits[:, 0] > 0).numpy().astype(np.uint8) * max(self.class_names) if logits.shape[1] == 1 \
+            else logits.argmax(1).numpy().astype(np.uint8)
+        epoch = trainer.current_epoch
+        plot_case_grid(list(self.images[:, 0].numpy()), {"reference": list(self.references), f"epoch {epoch}": list(labels)},
+                       self.class_names, self.out_dir / f"epoch_{epoch:03d}.png")

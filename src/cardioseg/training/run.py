@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, Timer
+from lightning.pytorch.loggers import Logger
 
 from cardioseg.artifacts import RunFiles, read_model_header
-from cardioseg.config import Config, PreprocessConfig, load_config, parse_duration
+from cardioseg.config import Config, PreprocessConfig, TrainConfig, load_config, parse_duration
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import CheckpointError, ConfigError
 from cardioseg.fileio import folder_lock, write_text
@@ -26,7 +28,13 @@ from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
 from cardioseg.runtime import resolve_precision, set_threads
 from cardioseg.training.batchnorm import set_batchnorm_momentum, slow_batchnorm_layers
-from cardioseg.training.callbacks import AtomicCheckpointIO, PatienceFromNow, ResumingCSVLogger, WarmupCosine
+from cardioseg.training.callbacks import (
+    AtomicCheckpointIO,
+    EpochImages,
+    PatienceFromNow,
+    ResumingCSVLogger,
+    WarmupCosine,
+)
 from cardioseg.training.datamodule import SegmentationData
 from cardioseg.training.module import SegmentationModule
 
@@ -174,9 +182,10 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
 
     budget_s = parse_duration(tc.time_budget) if tc.time_budget else None
     steps_per_epoch = data.steps_per_epoch(world)
+    mode = "max" if tc.monitor == "val_dice" else "min"
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename=files.best_checkpoint.stem, monitor="val_dice", mode="max", save_top_k=1,
-                        enable_version_counter=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename=files.best_checkpoint.stem, monitor=tc.monitor, mode=mode,
+                        save_top_k=1, enable_version_counter=False),
         ModelCheckpoint(dirpath=ckpt_dir, filename=files.last_checkpoint.stem, every_n_train_steps=tc.checkpoint_every_n_steps,
                         save_top_k=1, monitor=None, enable_version_counter=False, save_on_train_epoch_end=True),
         Timer(duration=budget_s and {"seconds": budget_s}, interval="step"),
@@ -184,7 +193,9 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     if tc.scheduler == "cosine":
         callbacks.append(WarmupCosine(tc.lr, tc.epochs * steps_per_epoch, budget_s))
     if tc.early_stopping_patience:
-        callbacks.append(PatienceFromNow("val_dice", mode="max", patience=tc.early_stopping_patience))
+        callbacks.append(PatienceFromNow(tc.monitor, mode=mode, patience=tc.early_stopping_patience))
+    if tc.epoch_images:
+        callbacks.append(_epoch_images(prepared, tc.epoch_images, files))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     precision = resolve_precision(tc.precision)
@@ -199,7 +210,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
         precision=precision,
         deterministic=tc.deterministic,
         callbacks=callbacks,
-        logger=ResumingCSVLogger(run_dir, name="", version=files.logs.name, resume_step=resume_step),
+        logger=_loggers(tc, files, resume_step),
         plugins=[AtomicCheckpointIO()],
         check_val_every_n_epoch=tc.val_every_n_epochs,
         enable_progress_bar=progress,
@@ -217,7 +228,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
                            trainer.global_step)
 
     best_path = files.best_checkpoint
-    best_score = callbacks[0].best_model_score
+    best_score = _best_val_dice(files, tc.monitor, callbacks[0].best_model_score)
     if best_path.is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
@@ -227,7 +238,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
         model=module.model.to(memory_format=torch.contiguous_format).float().eval(),
         model_cfg=cfg.model,
         plan=prepared.plan,
-        extra={"prepared": str(prepared.root), "best_val_dice": float(best_score) if best_score is not None else None,
+        extra={"prepared": str(prepared.root), "best_val_dice": best_score, "kept_by": tc.monitor,
                "epochs_run": trainer.current_epoch, "steps": trainer.global_step, "precision": precision,
                "train_seconds": round(elapsed, 1)},
     )
@@ -235,6 +246,40 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     from cardioseg.viz.plots import plot_training_curves
 
     plot_training_curves(files.metrics, files.curves)
-    return TrainResult(run_dir, model_path, float(best_score) if best_score is not None else None,
-                       trainer.current_epoch, elapsed, precision, trainer.global_step, arch=cfg.model.arch)
+    return TrainResult(run_dir, model_path, best_score, trainer.current_epoch, elapsed, precision, trainer.global_step,
+                       arch=cfg.model.arch)
+
+
+def _epoch_images(prepared: PreparedDataset, count: int, files: RunFiles) -> EpochImages:
+    """The callback drawing ``count`` validation images (evenly spread over the split, so several patients)."""
+    rows = prepared.indices("val")
+    if not len(rows):
+        raise ConfigError("train.epoch_images draws validation images, but the prepared dataset has no val split")
+    if prepared.is_3d:  # the slices with the most reference foreground show more than the apex or base
+        picked = np.sort(sorted(rows, key=lambda r: -int((prepared.labels[r] > 0).sum()))[:count])
+    else:
+        picked = rows[np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int)]
+    return EpochImages(prepared.images[picked], prepared.labels[picked], prepared.class_names, files.epoch_images)
+
+
+def _loggers(tc: TrainConfig, files: RunFiles, resume_step: int | None) -> list[Logger]:
+    """metrics.csv always (resumed runs append to it); TensorBoard event files too when asked for."""
+    loggers: list[Logger] = [ResumingCSVLogger(files.root, name="", version=files.logs.name, resume_step=resume_step)]
+    if tc.tensorboard:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(files.root, name="", version=files.tensorboard.name, default_hp_metric=False))
+    return loggers
+
+
+def _best_val_dice(files: RunFiles, monitor: str, best_score: torch.Tensor | None) -> float | None:
+    """The validation Dice of the kept checkpoint: its score, or, when kept by lowest loss, the Dice logged with that loss."""
+    if best_score is None:
+        return None
+    if monitor == "val_dice":
+        return float(best_score)
+    import pandas as pd
+
+    logged = pd.read_csv(files.metrics).dropna(subset=["val_loss", "val_dice"])
+    return float(logged.loc[logged.val_loss.idxmin(), "val_dice"]) if len(logged) else None
 

@@ -21,6 +21,8 @@ const state = {
   pendingStrokes: 0,
   strokeQueue: Promise.resolve(),
   requestToken: 0,
+  cine: null, // the active cine's curve, ED/ES and EF (GET /cine)
+  playing: false,
 };
 
 // ---------- server calls ----------
@@ -92,7 +94,7 @@ function renderSessionList() {
     item.dataset.id = summary.id;
     const badge = document.createElement("span");
     badge.className = "badge";
-    badge.textContent = summary.kind === "volume" ? "3D" : summary.format === "dicom" ? "DCM" : "2D";
+    badge.textContent = summary.kind === "volume" ? "3D" : summary.kind === "cine" ? "CINE" : summary.format === "dicom" ? "DCM" : "2D";
     const text = document.createElement("div");
     text.innerHTML = `<div class="name"></div><div class="tag"></div>`;
     text.querySelector(".name").textContent = summary.name;
@@ -128,6 +130,10 @@ function clearViewer() {
   $("slice-bar").hidden = true;
   $("status-name").textContent = "—";
   $("measurements").innerHTML = `<p class="muted">—</p>`;
+  $("qc").innerHTML = `<p class="muted">—</p>`;
+  $("cine-panel").hidden = true;
+  stopPlaying();
+  state.cine = null;
   for (const id of ["download-png", "download-nifti"]) $(id).classList.add("disabled");
   layout();
 }
@@ -146,8 +152,15 @@ async function activate(id) {
   $("view-section").hidden = summary.kind === "volume";
   $("patient").value = summary.patient || "";
   $("view").value = viewTag(summary);
+  stopPlaying();
+  const cine = summary.kind === "cine";
+  $("play").hidden = !cine;
+  $("slice-label").textContent = cine ? "Frame" : "Slice";
+  $("cine-panel").hidden = !cine;
+  state.cine = null;
   renderSessionList();
   await loadSlice();
+  if (cine) await refreshCine();
 }
 
 // ---------- slices ----------
@@ -178,6 +191,8 @@ function applyPayload(payload) {
   state.mask = Uint8Array.from(atob(payload.mask), (c) => c.charCodeAt(0));
   $("undo").disabled = !payload.can_undo;
   showMeasurements(payload.measurements);
+  showQc($("qc"), payload.qc, state.sessions.get(state.active).kind === "cine" ? `frame ${state.slice + 1}` : "");
+  if (state.cine) drawCurve();
   layout();
 }
 
@@ -351,7 +366,7 @@ function endStroke() {
       state.pendingStrokes--;
       if (!state.pendingStrokes && !state.drawing) {
         applyPayload(payload);
-        refreshEf();
+        afterEdit();
       }
     })
     .catch((error) => { state.pendingStrokes--; showError(error); });
@@ -365,7 +380,7 @@ async function sendAndShow(method, path) {
       $("slice").value = state.slice;
       await loadSlice();
     } else applyPayload(payload);
-    refreshEf();
+    afterEdit();
   } catch (error) {
     showError(error);
   }
@@ -416,11 +431,145 @@ function settingsChanged() {
       const payload = await api("PUT", sessionUrl(`/settings?slice=${state.slice}`), settings);
       state.sessions.get(state.active).settings = settings;
       if (token === state.requestToken) applyPayload(payload);
-      refreshEf();
+      afterEdit();
     } catch (error) {
       showError(error);
     }
   }, 60);
+}
+
+// ---------- quality control and the cine ----------
+
+function afterEdit() {
+  refreshEf();
+  if (state.cine) refreshCine();
+}
+
+// The QC flag ("ok" or "check") and its reasons, as the server's clinical.qc found them.
+function showQc(target, qc, where) {
+  if (!qc) {
+    target.innerHTML = `<p class="muted">—</p>`;
+    return;
+  }
+  const flag = document.createElement("span");
+  flag.className = `qc-flag ${qc.flag}`;
+  flag.textContent = qc.flag === "ok" ? "QC ok" : "QC: check";
+  const head = document.createElement("div");
+  head.append(flag);
+  if (where) head.append(` ${where}`);
+  if (qc.uncertainty !== null && qc.uncertainty !== undefined) head.append(` · uncertainty ${fmt(qc.uncertainty, 2)}`);
+  const reasons = document.createElement("ul");
+  reasons.className = "qc-reasons";
+  for (const reason of qc.reasons) {
+    const item = document.createElement("li");
+    item.textContent = reason;
+    reasons.append(item);
+  }
+  target.replaceChildren(head, reasons);
+}
+
+async function refreshCine() {
+  const id = state.active;
+  try {
+    const cine = await api("GET", sessionUrl("/cine"));
+    if (id === state.active) showCine(cine);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function showCine(cine) {
+  state.cine = cine;
+  const notes = $("cine-notes");
+  notes.replaceChildren();
+  if (!cine.available) {
+    $("cine-ef").textContent = "EF –";
+    $("cine-phases").textContent = cine.reason;
+    $("cine-curve").replaceChildren();
+    return;
+  }
+  $("cine-ef").textContent = cine.ef === null ? "EF not measurable" : `EF ${fmt(cine.ef)} %`;
+  const source = { detected: "detected from the curve", DICOM: "tagged in the file", user: "set by you" }[cine.phase_source];
+  $("cine-phases").textContent = `ED frame ${cine.ed + 1} · ES frame ${cine.es + 1} (${source}) · ${cine.method}`;
+  for (const reason of cine.qc.reasons) {
+    const item = document.createElement("li");
+    item.textContent = reason;
+    notes.append(item);
+  }
+  drawCurve();
+}
+
+// The curve (volume, else area) with the smoothed line, ED and ES, and the frame on screen.
+function drawCurve() {
+  const cine = state.cine;
+  const svg = $("cine-curve");
+  if (!cine || !cine.available) return;
+  const values = cine.volume.some((v) => v !== null) ? cine.volume : cine.area;
+  const known = [...values, ...cine.smoothed].filter((v) => v !== null);
+  const low = Math.min(...known);
+  const high = Math.max(...known);
+  const W = 600, H = 150, pad = 16;
+  const x = (k) => pad + ((W - 2 * pad) * k) / Math.max(1, cine.frames - 1);
+  const y = (v) => H - pad - ((H - 2 * pad) * (v - low)) / Math.max(1e-9, high - low);
+  const ns = "http://www.w3.org/2000/svg";
+  const element = (name, attributes, text) => {
+    const node = document.createElementNS(ns, name);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+    if (text) node.textContent = text;
+    return node;
+  };
+  const parts = [element("polyline", { class: "smoothed", points: cine.smoothed.map((v, k) => `${x(k)},${y(v)}`).join(" ") })];
+  values.forEach((v, k) => v !== null && parts.push(element("circle", { class: "measured", cx: x(k), cy: y(v), r: 2.5 })));
+  for (const [frame, name] of [[cine.ed, "ed"], [cine.es, "es"]]) {
+    parts.push(element("line", { class: name, x1: x(frame), x2: x(frame), y1: 4, y2: H - 4 }));
+    parts.push(element("text", { x: x(frame) + 3, y: 12, fill: name === "ed" ? "#d62728" : "#1f77b4" }, name.toUpperCase()));
+  }
+  parts.push(element("line", { class: "now", id: "cine-now", x1: x(state.slice), x2: x(state.slice), y1: 4, y2: H - 4 }));
+  svg.replaceChildren(...parts);
+}
+
+async function movePhase(which) {
+  if (!state.cine || !state.cine.available) return;
+  const phases = { ed: state.cine.ed, es: state.cine.es, [which]: state.slice };
+  try {
+    showCine(await api("PUT", sessionUrl("/cine/phases"), phases));
+  } catch (error) {
+    showError(error);
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Real time from the frame times (their median step) when the file gives them, else 25 frames a second.
+function frameStep() {
+  const times = state.cine && state.cine.times_ms;
+  if (!times || times.length < 2) return 40;
+  const steps = times.slice(1).map((t, k) => t - times[k]).sort((a, b) => a - b);
+  return Math.max(10, steps[Math.floor(steps.length / 2)]);
+}
+
+async function play() {
+  state.playing = true;
+  $("play").textContent = "Pause";
+  const id = state.active;
+  while (state.playing && id === state.active) {
+    const started = performance.now();
+    state.slice = (state.slice + 1) % state.sessions.get(id).slices;
+    $("slice").value = state.slice;
+    try {
+      await loadSlice();
+    } catch (error) {
+      showError(error);
+      break;
+    }
+    await sleep(Math.max(0, frameStep() - (performance.now() - started)));
+  }
+  stopPlaying();
+}
+
+function stopPlaying() {
+  state.playing = false;
+  $("play").textContent = "Play";
 }
 
 // ---------- measurements and EF ----------
@@ -441,7 +590,7 @@ function metric(label, value, unit, second) {
 function showMeasurements(measurements) {
   const summary = state.sessions.get(state.active);
   const boxes = [];
-  const where = summary.slices > 1 ? ` · slice ${state.slice + 1}` : "";
+  const where = summary.slices > 1 ? ` · ${summary.kind === "cine" ? "frame" : "slice"} ${state.slice + 1}` : "";
   for (const area of measurements.areas) {
     boxes.push(area.mm2 === null
       ? metric(`${area.name} area${where}`, fmt(area.pixels, 0), "px", "pixel spacing unknown")
@@ -574,7 +723,20 @@ async function init() {
   cursor.addEventListener("pointerleave", () => drawCursor(null));
 
   $("slice").addEventListener("input", (event) => {
+    stopPlaying();
     state.slice = Number(event.target.value);
+    loadSlice().catch(showError);
+  });
+  $("play").addEventListener("click", () => (state.playing ? stopPlaying() : play()));
+  $("set-ed").addEventListener("click", () => movePhase("ed"));
+  $("set-es").addEventListener("click", () => movePhase("es"));
+  $("cine-curve").addEventListener("click", (event) => {
+    if (!state.cine || !state.cine.available) return;
+    const box = event.currentTarget.getBoundingClientRect();
+    const share = (event.clientX - box.left - (16 / 600) * box.width) / (box.width * (1 - 32 / 600));
+    stopPlaying();
+    state.slice = Math.max(0, Math.min(state.cine.frames - 1, Math.round(share * (state.cine.frames - 1))));
+    $("slice").value = state.slice;
     loadSlice().catch(showError);
   });
   $("patient").addEventListener("change", tagChanged);
@@ -588,6 +750,10 @@ async function init() {
     else if (event.key === "e") setTool("eraser");
     else if (event.key === "[") setRadius(state.radius - 1);
     else if (event.key === "]") setRadius(state.radius + 1);
+    else if (event.key === " " && state.cine && !event.target.matches("button")) {
+      event.preventDefault();
+      $("play").click();
+    }
   });
   setRadius(state.radius);
   clearViewer();

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cardioseg.data.readers import camus, camus_png, coco, cvat, folders, labelme, msd, sunnybrook
+from cardioseg.data.readers import camus, camus_png, coco, cvat, dicom, dicom_png, folders, labelme, msd, sunnybrook
 from cardioseg.data.readers.base import Reader
 from cardioseg.errors import ConfigError, DataError
 
@@ -20,6 +20,8 @@ READERS: dict[str, Reader] = {
     "labelme": labelme,
     "coco": coco,
     "cvat": cvat,
+    "dicom": dicom,
+    "dicom_png": dicom_png,
 }
 
 _LANDMARKS = {
@@ -31,6 +33,8 @@ _LANDMARKS = {
     "labelme": "LabelMe .json files (with 'shapes') beside their images",
     "coco": "annotations/*.json (or a *.json with 'images', 'annotations', 'categories') + images/",
     "cvat": "annotations.xml (CVAT for images 1.1) + its images",
+    "dicom": "DICOM files or series folders with <name>_mask.png/.nii.gz beside them, or DICOM SEG files",
+    "dicom_png": "<stem>.dcm with <stem>.png beside it or in GT/ (train/, val/, test/ folders)",
 }
 
 

@@ -15,12 +15,12 @@ from typing import Any, Protocol
 import numpy as np
 import pydicom
 from PIL import Image
-from pydicom.pixels import apply_modality_lut
 
 from cardioseg.config import DataConfig
 from cardioseg.data.case import Case, CaseRef
 from cardioseg.data.readers import dicom_io, volume_io
 from cardioseg.data.readers.dicom_io import MAX_DICOM_BYTES
+from cardioseg.data.readers.dicom_pixels import decode_grey, physical_spacing, require_pixels
 from cardioseg.data.sniff import Content, require_content
 from cardioseg.errors import DataError
 
@@ -95,18 +95,22 @@ def read_raster(path: Path, *, label: bool = False) -> np.ndarray:
 
 
 def read_dicom(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, pydicom.Dataset]:
-    """Pixels with RescaleSlope/Intercept applied, (row_mm, col_mm) from PixelSpacing, and the header.
+    """One 2D frame in grey, (row_mm, col_mm) or None, and the header.
 
-    The header is read and its image size checked against ``MAX_DICOM_BYTES`` before any pixel
-    is decoded (see ``read_dicom_header``).
+    Colour is converted to grey and monochrome pixels get their modality LUT, as
+    ``dicom_pixels.decode_grey`` documents; the spacing follows ``dicom_pixels.physical_spacing``
+    (ultrasound regions, else PixelSpacing). A multi-frame file is refused here: it is a cine, read
+    by ``dicom_frames.read_dicom_frames``. The header is read and its image size checked against
+    ``MAX_DICOM_BYTES`` before any pixel is decoded (see ``read_dicom_header``).
     """
     with reading(path, "DICOM file"):
         ds = dicom_io.open_dicom(path, MAX_DICOM_BYTES, pixels=True)
-        if "PixelData" not in ds:
-            raise DataError("not a DICOM image (no pixel data)", path)
-        dicom_io.dicom_geometry(ds, path)
-        array = apply_modality_lut(ds.pixel_array, ds)
-        spacing = dicom_io.pixel_spacing(ds, path)
+        require_pixels(ds, path)
+        frames = dicom_io.dicom_geometry(ds, path).frames
+        if frames > 1:
+            raise DataError(f"a multi-frame DICOM ({frames} frames, a cine), not a single 2D image", path)
+        array = decode_grey(ds, path)[0]
+        spacing, _ = physical_spacing(ds, path)
     return require_2d(array, path), spacing, ds
 
 

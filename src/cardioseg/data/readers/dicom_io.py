@@ -131,8 +131,11 @@ def open_dicom(path: Path, max_bytes: int, *, pixels: bool) -> pydicom.Dataset:
             if meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
                 return _open_deflated(path, handle.read(), preamble, meta, max_bytes, pixels=pixels)
     header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    check_size(header, path, max_bytes)
+    found = check_size(header, path, max_bytes)
     ds = pydicom.dcmread(path, force=True) if pixels else header
+    if pixels and found is not None and "PixelData" not in ds:  # pydicom returns an empty data set for a cut file
+        raise DataError(f"no pixel data, although the header declares an image of {found.describe()}: "
+                        "a truncated file?", path)
     if "TransferSyntaxUID" not in ds.file_meta:  # a bare data set: say how pydicom found it encoded
         implicit, little = ds.original_encoding
         ds.file_meta.TransferSyntaxUID = (
