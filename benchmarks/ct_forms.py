@@ -16,10 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
-from fast_model import DATA, _metric
+from fast_model import _metric, prepared_camus
 
 from cardioseg.config import load_config
-from cardioseg.data.prepare import prepare_dataset
 from cardioseg.evaluation.evaluate import evaluate_model
 from cardioseg.models.factory import build_model, count_parameters
 from cardioseg.training.run import train
@@ -38,11 +37,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cardioseg-fast-model"))
     args = parser.parse_args()
-    prepared = args.work / f"camus{args.size}"
-    base = {"data.source": DATA, "data.prepared": prepared, "data.labels": {1: 1},
-            "preprocess.size": [args.size, args.size]}
-    if not (prepared / "dataset.json").is_file():
-        prepare_dataset(load_config(overrides=base), progress=False)
+    prepared, base = prepared_camus(args.work, args.size)
     results = {}
     for name, (arch, options) in FORMS.items():
         run_dir = args.work / "ct_forms" / f"{name.replace(' ', '-')}-b{args.base}-{args.epochs}ep"

@@ -36,6 +36,16 @@ def _metric(summary: dict, metric: str, stat: str) -> float:
     return next(row[stat] for row in summary["metrics"]["post"] if row["metric"] == metric)
 
 
+def prepared_camus(work: Path, size: int) -> tuple[Path, dict[str, object]]:
+    """camus224 LV cavity prepared at ``size`` under ``work`` (once), and the overrides every run shares."""
+    prepared = work / f"camus{size}"
+    base: dict[str, object] = {"data.source": DATA, "data.prepared": prepared, "data.labels": {1: 1},
+                               "preprocess.size": [size, size]}
+    if not (prepared / "dataset.json").is_file():
+        prepare_dataset(load_config(overrides=base), progress=False)
+    return prepared, base
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
@@ -44,11 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"camus224 not found at {DATA}: this benchmark needs the shared data")
-    prepared = args.work / f"camus{args.size}"
-    base = {"data.source": DATA, "data.prepared": prepared, "data.labels": {1: 1},
-            "preprocess.size": [args.size, args.size]}
-    if not (prepared / "dataset.json").is_file():
-        prepare_dataset(load_config(overrides=base), progress=False)
+    prepared, base = prepared_camus(args.work, args.size)
     results = {}
     for name, (arch, encoder) in MODELS.items():
         run_dir = args.work / "runs" / f"{name}-{args.epochs}ep"

@@ -188,7 +188,8 @@ def _planes_to_segment(images: list[InputFile], volumes: list[InputFile], model:
 
 def _sample(model: Path, images: list[InputFile], volumes: list[InputFile], count: int = SAMPLE_IMAGES) -> np.ndarray | None:
     """Up to ``count`` inputs as ``model``'s network sees them: the first readable 2D images, else planes of a volume."""
-    pipeline = Pipeline.from_plan(model_plan(model))
+    plan = model_plan(model)
+    pipeline = Pipeline.from_plan(plan)
     sample: list[np.ndarray] = []
     for item in images:
         try:
@@ -201,7 +202,7 @@ def _sample(model: Path, images: list[InputFile], volumes: list[InputFile], coun
         return np.stack(sample)
     for item in volumes:
         try:
-            fitted = pipeline.fit(ArrayPlanes(open_volume(item).read(), model_plan(model).slice_axis))
+            fitted = pipeline.fit(ArrayPlanes(open_volume(item).read(), plan.slice_axis))
         except DataError:
             continue
         return np.stack([fitted.image(int(k))[0] for k in np.linspace(0, fitted.count - 1, min(count, fitted.count))])
