@@ -83,3 +83,25 @@ def test_long_problem_lists_show_ten_lines_and_name_the_full_list(tmp_path: Path
     assert lines[12] == f"533 in all, listed in {tmp_path / 'bad.txt'}" and len(lines) == 13
     assert max(map(len, lines)) < 200
     assert (tmp_path / "bad.txt").read_text().splitlines()[532] == "/data/img532.png: truncated PNG"
+
+
+def test_a_base_file_is_laid_under_the_variant(tmp_path: Path) -> None:
+    """A study's CPU-sized variant names its base and only what differs; each file's paths are its own."""
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "protocol.yaml").write_text(
+        "data: {prepared: ../runs/full, seed: 3}\npreprocess: {size: [256, 256], clahe: true}\n"
+        "train: {epochs: 20, lr: 0.001}\n")
+    (tmp_path / "study" / "cpu").mkdir()
+    variant = tmp_path / "study" / "cpu" / "small.yaml"
+    variant.write_text("base: ../protocol.yaml\ndata: {prepared: ../../runs/small}\npreprocess: {size: [64, 64]}\n"
+                       "train: {epochs: 2}\n")
+    cfg = load_config(variant, {"train.lr": 0.01})
+    assert cfg.data.prepared == (tmp_path / "runs" / "small").resolve()
+    assert cfg.data.seed == 3 and cfg.preprocess.clahe is True  # kept from the base
+    assert cfg.preprocess.size == (64, 64) and cfg.train.epochs == 2 and cfg.train.lr == 0.01
+    (tmp_path / "study" / "protocol.yaml").write_text("base: cpu/small.yaml\n")
+    with pytest.raises(ConfigError, match="comes back to itself"):
+        load_config(variant)
+    variant.write_text("base: ../absent.yaml\n")
+    with pytest.raises(ConfigError, match=r"not found \(the base of .*small\.yaml\)"):
+        load_config(variant)

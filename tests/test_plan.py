@@ -62,3 +62,16 @@ def test_train_refuses_preprocessing_that_differs_from_the_plan(camus64: Path, t
     assert "preprocess.size differ(s) from the plan" in result.output and "cardioseg prepare" in result.output
     assert not (tmp_path / "run" / "model.safetensors").exists()
     assert PreprocessConfig().size != (96, 96)
+
+
+def test_a_plan_this_version_cannot_read_is_a_data_error_naming_the_file(tmp_path: Path) -> None:
+    from cardioseg.artifacts import prepared_plan
+    from cardioseg.errors import DataError
+
+    where = tmp_path / "dataset.json"
+    plan = Plan(preprocess=PreprocessConfig(), classes=(ClassSpec(id=0, name="background"), ClassSpec(id=1, name="LV")))
+    info = {"plan": {**plan.model_dump(mode="json"), "preprocess": {"size": [64, 64], "retired_option": 1}}}
+    with pytest.raises(DataError, match=r"preprocess\.retired_option.*prepare` again") as caught:
+        prepared_plan(info, where)
+    assert str(where) in str(caught.value)
+    assert prepared_plan({"plan": plan.model_dump(mode="json")}, where) == plan

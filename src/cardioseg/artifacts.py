@@ -55,6 +55,8 @@ class PreparedFiles:
     config = property(lambda self: self.root / CONFIG_FILE)
     bad_files = property(lambda self: self.root / "bad_files.csv")
     inspect_overlays = property(lambda self: self.root / "inspect_overlays.png")
+    inspect_steps = property(lambda self: self.root / "inspect_preprocessing.png")
+    """`cardioseg inspect`: a few cases after each preprocessing step (e.g. CLAHE before and after)."""
     """`cardioseg inspect`'s default grid of label overlays."""
 
     @property
@@ -134,6 +136,9 @@ class EvaluationFiles:
     """`cardioseg report` of an evaluation folder given on its own (default output)."""
     videos = property(lambda self: self.root / "videos")
     """Folder of the report's overlay videos (one per patient or volume), kept for use outside it."""
+
+    overlays = property(lambda self: self.root / "overlays")
+    """evaluate.every_case: an overlay PNG of every image (a folder of slices per volume)."""
 
     def volume3d(self, case_stem: str) -> Path:
         """The report's interactive 3D view of one case, as a standalone HTML file."""
@@ -344,7 +349,12 @@ def prepared_plan(info: dict[str, Any], where: Path) -> Plan:
     """The plan of a prepared dataset's ``dataset.json``."""
     if "plan" not in info:
         raise DataError("prepared by an older cardioseg (no plan in dataset.json): run `cardioseg prepare` again", where)
-    return Plan.model_validate(info["plan"])
+    try:
+        return Plan.model_validate(info["plan"])
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+        raise DataError(f"its plan is not one this cardioseg reads ({problems}): run `cardioseg prepare` again",
+                        where) from None
 
 
 def load_plan(path: Path) -> Plan:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from cardioseg.artifacts import PreparedFiles
 from cardioseg.config import Config, load_config, parse_override
-from cardioseg.errors import CardiosegError
+from cardioseg.errors import CardiosegError, ConfigError
 
 app = typer.Typer(
     name="cardioseg",
@@ -120,7 +120,8 @@ def inspect(
     prepared: Annotated[Path, typer.Argument(help="prepared dataset folder")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the overlay grid PNG")] = None,
 ) -> None:
-    """Counts per split, image sizes, label distribution, spacing, and a PNG grid of overlays."""
+    """Counts per split, image sizes, label distribution, spacing, a PNG grid of overlays, and a figure of what
+    each preprocessing step does (e.g. CLAHE before and after)."""
     from cardioseg.report.inspect import inspect_dataset
 
     summary = inspect_dataset(prepared, out)
@@ -134,6 +135,7 @@ def inspect(
     console.print(f"spacing: {summary['spacing']}")
     console.print(f"label pixels: {summary['label_fractions']}")
     console.print(f"overlay grid: [bold]{summary['grid']}[/]")
+    console.print(f"preprocessing steps: [bold]{summary['steps']}[/]")
 
 
 @app.command()
@@ -215,6 +217,7 @@ def evaluate(
     precision: Annotated[str | None, typer.Option(help="auto, 32, bf16 or int8, as for predict")] = None,
     overwrite: Annotated[bool | None, typer.Option("--overwrite/--no-overwrite", help="replace an earlier evaluation in the output folder")] = None,
     skip_bad: Annotated[bool | None, typer.Option("--skip-bad/--no-skip-bad", help="raw folder: leave bad files out and list them")] = None,
+    every_case: Annotated[bool | None, typer.Option("--every-case/--no-every-case", help="also draw every case: an overlay of each image (each slice of a volume) and a 3D view of each volume")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
@@ -225,12 +228,48 @@ def evaluate(
 
     cfg = resolve(config, set_, **{"evaluate.out_dir": out, "evaluate.split": split, "evaluate.backend": backend,
                                    "evaluate.tta": tta, "evaluate.precision": precision,
-                                   "evaluate.overwrite": overwrite, "data.skip_bad": skip_bad})
+                                   "evaluate.overwrite": overwrite, "data.skip_bad": skip_bad,
+                                   "evaluate.every_case": every_case})
     result = evaluate_model(model, data, cfg, progress=not quiet)
     console.print(summary_table(result))
     for line in clinical_summary_lines(result.summary.get("clinical") or {}):
         console.print(line, highlight=False, soft_wrap=True)
+    if drawn := result.summary.get("every_case"):
+        console.print(f"Every case: {drawn['overlays']} overlays in {result.out_dir / 'overlays'}, "
+                      f"{drawn['views']} 3D views (volume3d_*.html)")
     console.print(f"Per-case metrics, summary and figures in [bold]{result.out_dir}[/]")
+
+
+@app.command()
+@reports_errors
+def compare(
+    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file; repeat, one per column")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="prepared dataset")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write")] = Path("compare.png"),
+    name: Annotated[list[str] | None, typer.Option("--name", help="column title per model (default: its run folder)")] = None,
+    cases: Annotated[int, typer.Option(min=1, help="how many cases, drawn at random")] = 6,
+    seed: Annotated[int, typer.Option(help="which random cases: the same seed draws the same ones")] = 0,
+    split: Annotated[str | None, typer.Option(help="train, val, test or all")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing figure")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """The same random cases across several models: image, reference, and each model's masks, with Dice."""
+    from cardioseg.evaluation.compare import compare_models
+
+    cfg = resolve(config, set_, **{"evaluate.split": split})
+    if out.exists() and not overwrite:
+        raise ConfigError("exists already: pass --overwrite to replace it", out)
+    result = compare_models(model, data, cfg, out, cases, seed, name)
+    table = Table(title=f"post-processed Dice on {len(result.dice)} {cfg.evaluate.split} cases (seed {seed})")
+    table.add_column("case")
+    for column in result.dice.columns:
+        table.add_column(str(column), justify="right")
+    for case, row in result.dice.iterrows():
+        table.add_row(str(case), *(f"{v:.3f}" for v in row))
+    table.add_row("mean", *(f"{v:.3f}" for v in result.dice.mean()), style="bold")
+    console.print(table)
+    console.print(f"figure: [bold]{result.figure}[/]")
 
 
 plan_app = typer.Typer(help="The plan: what a model expects of its input and says of its output.", no_args_is_help=True)

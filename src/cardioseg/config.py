@@ -34,12 +34,28 @@ class PreprocessConfig(_Section):
     clahe: bool = False
     clahe_clip_limit: float = Field(2.0, gt=0)
     clahe_tile_grid: int = Field(8, ge=1)
-    crop: Literal["none", "center", "auto"] = "none"
+    crop: Literal["none", "center", "auto", "roi"] = Field(
+        "none", description="center: a centred box; auto: the box of the bright region; roi: the echo study's "
+        "region of interest (binarise at roi_threshold, fill holes, keep roi_window of the largest region)")
     crop_fraction: float = Field(0.8, gt=0, le=1, description="side of the centre crop as a fraction of the image")
     crop_pixels: int | None = Field(
         None, ge=8, description="centre crop: a square of this many pixels instead of crop_fraction (the LV-on-MRI "
         "study's 128-pixel crop); an image smaller than it keeps its own size along that axis")
+    roi_window: tuple[float, float, float, float] = Field(
+        (0.0, 1.0, 0.0, 1.0), description="crop=roi: the part of the largest bright region's box kept, as fractions "
+        "(top, bottom, left, right) of it: where the structure is expected in every image of the dataset")
+    roi_threshold: float = Field(0.05, gt=0, lt=1, description="crop=roi: binarise at this fraction of the image's "
+                                 "intensity range (the echo sector against its black frame)")
     size: tuple[int, int] = (128, 128)
+
+    @field_validator("roi_window")
+    @classmethod
+    def _window(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        top, bottom, left, right = value
+        if not (0 <= top < bottom <= 1 and 0 <= left < right <= 1):
+            raise ValueError("roi_window must be (top, bottom, left, right) with 0 <= top < bottom <= 1 and "
+                             "0 <= left < right <= 1")
+        return value
 
     @field_validator("median_filter")
     @classmethod
@@ -130,6 +146,9 @@ class TrainConfig(_Section):
     monitor: Literal["val_dice", "val_loss"] = Field(
         "val_dice", description="which validation figure picks the kept checkpoint (and early stopping watches): the "
         "highest Dice, or the lowest loss as the echo architectures study does")
+    batches_per_epoch: int | None = Field(
+        None, ge=1, description="train on at most this many batches per epoch, drawn afresh each epoch: a study run "
+        "below its protocol on a CPU (validation still sees the whole val split); None uses every training image")
     tensorboard: bool = Field(False, description="also log to TensorBoard (RUN_DIR/tensorboard), next to metrics.csv")
     epoch_images: int = Field(0, ge=0, description="after each validation, draw this many validation images with "
                               "their reference and prediction into RUN_DIR/epochs/epoch_NNN.png")
@@ -190,6 +209,8 @@ class EvalConfig(_Section):
     precision: Precision = Field("auto", description="as predict.precision")
     tta: bool = Field(False, description="average over horizontal and vertical flips")
     batch_size: int = Field(16, ge=1)
+    every_case: bool = Field(False, description="also draw every case: an overlay of each image (of each slice with "
+                             "a contour, for a volume) in overlays/, and a 3D view of each volume")
 
 
 class PredictConfig(_Section):
@@ -344,22 +365,41 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` laid over ``base``: sections merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_tree(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One YAML file's settings, its paths made absolute, laid over the file its ``base:`` names (if any).
+
+    ``base`` lets a variant say only what differs, e.g. a study's CPU-sized run over the study's protocol."""
+    if not path.is_file():
+        raise ConfigError("configuration file not found" + (f" (the base of {chain[-1]})" if chain else ""), path)
+    if path.resolve() in chain:
+        raise ConfigError("its base chain comes back to itself", path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path) from None
+    if not isinstance(loaded, dict):
+        raise ConfigError("a configuration file must hold a mapping of sections", path)
+    for dotted in PATH_KEYS:
+        _resolve_dotted(loaded, dotted, path.resolve().parent)
+    base = loaded.pop("base", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str):
+        raise ConfigError("base: must name another configuration file", path)
+    return _merged(_read_tree(path.resolve().parent / base, (*chain, path.resolve())), loaded)
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults <- YAML file <- overrides (dotted keys; ``None`` values are ignored)."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError("configuration file not found", path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", path) from None
-        if not isinstance(loaded, dict):
-            raise ConfigError("a configuration file must hold a mapping of sections", path)
-        tree = loaded
-        for dotted in PATH_KEYS:
-            _resolve_dotted(tree, dotted, path.resolve().parent)
+    """Defaults <- YAML file (over its ``base:`` file, if any) <- overrides (dotted keys; ``None`` values are ignored)."""
+    tree: dict[str, Any] = {} if path is None else _read_tree(Path(path))
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(tree, dotted, value)

@@ -110,7 +110,9 @@ class Plan(BaseModel):
         norm = pre.normalize + (f" {pre.percentiles[0]:g}-{pre.percentiles[1]:g} %" if pre.normalize == "percentile" else "")
         steps.append(f"normalise {norm}")
         if pre.crop != "none":
-            steps.append(f"crop {pre.crop}" + (f" {pre.crop_fraction:g}" if pre.crop == "center" else ""))
+            detail = {"center": f" {pre.crop_pixels} px" if pre.crop_pixels else f" {pre.crop_fraction:g}",
+                      "roi": " window " + ",".join(f"{v:g}" for v in pre.roi_window)}.get(pre.crop, "")
+            steps.append(f"crop {pre.crop}{detail}")
         steps.append(f"resize to {pre.size[0]}x{pre.size[1]}")
         classes = ", ".join(f"{c.id} {c.name}" + (f" ({ROLE_NAMES[c.role]})" if c.role else "") for c in self.classes)
         mapping = ", ".join(f"{k}->{v}" for k, v in sorted(self.label_map.items())) if self.label_map else "as stored"

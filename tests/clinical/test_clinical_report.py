@@ -243,5 +243,9 @@ def test_console_summary_of_echo_and_volume_evaluations(camus_eval: Path, msd_ev
     assert lines[1].startswith(f"  left atrium: mean |error| {per_class['mean_abs_error']:.1f} mL, "
                                f"mean relative error {per_class['mean_rel_error_pct']:.1f} %, n = 2")
     assert "Clinical files: clinical_volumes.csv, bland_altman_volume.png" in lines
+    table = pd.read_csv(msd_eval / "clinical_volumes.csv")  # each volume in mL, predicted and reference
+    for row in table.itertuples():
+        assert (f"  {row.case_id} left atrium: {row.ml_pred:.1f} mL predicted, {row.ml_ref:.1f} mL reference"
+                in lines), lines
     assert clinical_summary_lines({"notes": ["no predictions: no clinical index computed"], "files": []}) == [
         "Note: no predictions: no clinical index computed"]

@@ -19,6 +19,7 @@ from cardioseg.data.preprocess import (
     normalize,
     orient,
     restore_probabilities,
+    roi_box,
 )
 
 
@@ -80,6 +81,49 @@ def test_center_box_and_auto_box() -> None:
     assert (y0, y1, x0, x1) == (30, 60, 40, 80)
 
 
+def fan_image() -> np.ndarray:
+    """A 100x100 'echo sector' by hand: a bright triangle (rows 10-89, columns 20-79 at its base) on black, a dark
+    cavity inside it, and a bright 3x3 marker in a corner standing apart."""
+    image = np.zeros((100, 100), np.float32)
+    for row in range(10, 90):
+        half = (row - 10) * 30 // 79
+        image[row, 50 - half:50 + half + 1] = 0.6
+    image[40:60, 45:55] = 0.0  # the cavity, enclosed by the sector
+    image[1:4, 94:97] = 1.0  # a marker, brighter than the sector: only the largest region counts
+    return image
+
+
+def test_roi_box_finds_the_sector_despite_blobs_and_a_dark_cavity() -> None:
+    image = fan_image()
+    assert roi_box(image) == (10, 90, 20, 81)
+    assert auto_box(image, margin=0.0)[0] > 10  # auto's opening trims the thin apex, where the LV apex lies
+    image[40:60, 45:55] = 0.7  # a bright cavity: the sector's box is the same
+    assert roi_box(image) == (10, 90, 20, 81)
+    image[40:60, 45:55] = 0.0
+    # the window keeps a part of the sector's box: rows 0-0.5, columns 0.25-0.75 of 80 x 61 pixels
+    assert roi_box(image, window=(0.0, 0.5, 0.25, 0.75)) == (10, 50, 35, 66)
+    # binarised at 70% of the range, only the marker is left: its own box
+    assert roi_box(image, threshold=0.7) == (1, 4, 94, 97)
+    assert roi_box(np.full((8, 8), 3.0)) == (0, 8, 0, 8)  # nothing stands out: the whole image
+
+
+def test_roi_crop_is_part_of_the_plan_and_keeps_every_lv_pixel_on_camus(camus224: Path) -> None:
+    """The echo study's window on real CAMUS images: the crop narrows the image but loses no LV pixel."""
+    from PIL import Image
+
+    cfg = PreprocessConfig(crop="roi", roi_window=(0.0, 1.0, 0.15, 0.9), size=(64, 64))
+    images = [p for p in sorted((camus224 / "train").glob("*_E[DS].png"))[:80:8]]
+    assert images, camus224
+    for path in images:  # transposed, as the camus224 reader does: the sector's apex at the top
+        image = np.asarray(Image.open(path).convert("L"), np.float32).T
+        label = np.asarray(Image.open(path.with_name(path.stem + "_gt.png"))).T
+        out, labels, geometry = preprocess_2d(image, label == 1, cfg)
+        y0, y1, x0, x1 = geometry.crop_box
+        assert (x1 - x0) < 0.85 * image.shape[1], path.name
+        assert label[y0:y1, x0:x1].__eq__(1).sum() == (label == 1).sum(), path.name
+        assert out.shape == (64, 64) and labels.any()
+
+
 def test_label_resize_keeps_only_class_ids() -> None:
     label = np.zeros((10, 10), np.uint8)
     label[:5] = 1
@@ -137,3 +181,21 @@ def test_the_lv_mri_studys_128_pixel_centre_crop_on_real_dicom(sunnybrook5: Path
     row = int(prepared.manifest.index[prepared.manifest.case_id == case][0])
     # a 128-pixel crop resized to 128 pixels is the crop itself: the prepared label is the centre of the original
     np.testing.assert_array_equal(prepared.labels[row], original[64:192, 64:192])
+
+
+def test_stages_show_each_step_and_end_in_the_network_input(camus224: Path) -> None:
+    """CLAHE before/after and the crop as a figure would show them; the last stage is exactly the network input."""
+    from PIL import Image
+
+    image = np.asarray(Image.open(camus224 / "train" / "patient0001_4CH_ED.png").convert("L"), np.float32).T
+    cfg = PreprocessConfig(median_filter=3, clahe=True, crop="roi", size=(64, 64))
+    fitted = Pipeline(cfg).fit(ArrayPlanes(image))
+    stages = fitted.stages(0)
+    assert [name for name, _ in stages] == ["as read", "median 3", "CLAHE", "normalised (minmax)", "crop roi",
+                                            "resized 64x64"]
+    np.testing.assert_array_equal(stages[0][1], image)
+    np.testing.assert_array_equal(stages[-1][1], fitted.image(0)[0])
+    before, after = stages[1][1], stages[2][1]
+    assert after.shape == before.shape and not np.allclose(after, before)  # CLAHE changed the contrast
+    plain = Pipeline(PreprocessConfig(normalize="none", size=(32, 32))).fit(ArrayPlanes(image)).stages(0)
+    assert [name for name, _ in plain] == ["as read", "resized 32x32"]

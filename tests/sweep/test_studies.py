@@ -67,3 +67,33 @@ def test_each_study_configuration_runs_one_short_trial(study: str, tmp_path: Pat
     assert record["status"] == "ok", record.get("error")
     assert 0.0 <= record["metrics"]["dice"] <= 1.0
     assert (tmp_path / "sweep" / "report.md").is_file()
+
+
+SCALE_ONLY = {"data.prepared", "preprocess.size", "train.epochs", "train.batches_per_epoch", "train.val_every_n_epochs",
+              "sweep.out_dir", "sweep.epochs", "sweep.architectures"}
+"""What a CPU-sized variant may change: how much it runs, never how (optimiser, loss, checkpoint rule, preprocessing)."""
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "options" and key != "labels":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("variant", sorted(p.stem for p in (STUDIES / "cpu").glob("*.yaml")))
+def test_each_cpu_variant_cuts_only_the_scale_of_its_study(variant: str) -> None:
+    import yaml
+
+    text = yaml.safe_load((STUDIES / "cpu" / f"{variant}.yaml").read_text())
+    study = (STUDIES / "cpu" / text["base"]).resolve()
+    assert study.parent == STUDIES and study.stem == variant
+    full, cut = load_config(study), load_config(STUDIES / "cpu" / f"{variant}.yaml")
+    a, b = _flat(full.model_dump(mode="json")), _flat(cut.model_dump(mode="json"))
+    changed = {key for key in a if a[key] != b[key]}
+    assert changed <= SCALE_ONLY, changed - SCALE_ONLY
+    assert cut.sweep.out_dir != full.sweep.out_dir  # never mixed with the full protocol's runs
+    assert set(cut.sweep.architectures) <= set(full.sweep.architectures)

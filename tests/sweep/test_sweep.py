@@ -23,7 +23,15 @@ from cardioseg.sweep import trial
 from cardioseg.sweep.grid import GridPoint, expand_grid, validate_sweep
 from cardioseg.sweep.run import run_sweep
 from cardioseg.sweep.stats import paired_comparison, pareto_front
-from cardioseg.sweep.tables import aggregate, architecture_table, best_table, comparisons, runs_frame
+from cardioseg.sweep.tables import (
+    aggregate,
+    architecture_table,
+    best_table,
+    comparisons,
+    encoder_table,
+    encoders_across_architectures,
+    runs_frame,
+)
 from cardioseg.sweep.writeup import to_markdown, write_report
 from cardioseg.training.run import TrainResult
 
@@ -192,6 +200,12 @@ def test_tables_have_the_studys_shape() -> None:
     assert table.loc["resnet18", ("Dice", "initial", "std")] == pytest.approx(0.02 / math.sqrt(2))
     assert table.loc["resnet18", ("HD95", "initial", "undefined")] == 1
     assert table.loc["mobilenet_v2", ("Parameters [M]", "", "mean")] == 2.0
+    # the echo study's tables 10-1 / 10-2: one encoder fixed, rows = architectures
+    assert encoders_across_architectures(agg) == ["resnet18", "mobilenet_v2"]
+    fixed = encoder_table(agg, "mobilenet_v2")
+    assert list(fixed.index) == ["unet", "fpn"] and fixed.index.name == "architecture"
+    assert fixed.loc["fpn", ("Dice", "initial", "mean")] == pytest.approx(0.71)  # seeds: 0.70, 0.72
+    assert fixed.loc["unet", ("Dice", "augmented", "mean")] == pytest.approx(0.80)  # 0.76 + 0.03, seeds +0, +0.02
     best = best_table(agg)
     assert list(best["arch"]) == ["unet", "fpn"] and list(best["augmentation"]) == ["augmented", "augmented"]
     assert best.loc[0, "dice_mean"] == pytest.approx(0.84)
@@ -206,6 +220,8 @@ def test_report_files_in_every_format(tmp_path: Path) -> None:
             "beyond the seed spread and significant: 4 higher, 0 lower") in markdown
     assert "<th>resnet18</th>" in written["html"].read_text()
     assert set(pd.read_csv(written["arch_unet"]).columns) >= {"encoder", "Dice_initial_mean", "Dice_augmented_std"}
+    assert "## Encoder resnet18 across architectures" in markdown
+    assert list(pd.read_csv(written["encoder_resnet18"], index_col=0).index) == ["unet", "fpn"]
     assert all((tmp_path / "plots" / f"{name}.png").stat().st_size > 5000
                for name in ("dice_bars", "dice_vs_inference", "dice_vs_parameters"))
 

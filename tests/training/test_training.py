@@ -74,9 +74,12 @@ def test_evaluation_at_original_resolution(trained_run, camus64: Path, tmp_path:
     cfg = cfg.model_copy(deep=True)
     cfg.evaluate.split = "val"
     cfg.evaluate.out_dir = tmp_path / "eval"
+    cfg.evaluate.every_case = True
     evaluation = evaluate_model(result.model_path, camus64, cfg, progress=False)
     summary = evaluation.summary
     assert summary["n_cases"] == 200 and summary["resolution"] == "original"
+    assert summary["every_case"] == {"overlays": 200, "views": 0}
+    assert len(list((tmp_path / "eval" / "overlays").glob("*.png"))) == 200
     assert summary["distance_unit"] == "px"
     dice = next(r for r in summary["metrics"]["raw"] if r["metric"] == "dice")
     # scored at 224x224 against the original masks: close to, not above, the 64x64 validation Dice
@@ -201,6 +204,21 @@ def test_checkpoint_kept_by_lowest_validation_loss_and_tensorboard_logs(camus64:
 
     grid = np.asarray(Image.open(pictures[-1]).convert("RGB"))
     assert grid.shape[0] > grid.shape[1] * 0.6 and grid.std() > 10  # 3 rows of image/reference/prediction, not blank
+
+
+def test_batches_per_epoch_cuts_every_epoch_to_that_many_steps(camus64: Path, tmp_path: Path) -> None:
+    """A study run below its protocol: 2 epochs of 3 batches are 6 optimiser steps, each epoch validated."""
+    import pandas as pd
+
+    cfg = load_config(overrides={
+        "data.prepared": camus64, "train.run_dir": tmp_path / "run", "model.arch": "plain_unet",
+        "model.options": {"base": 8}, "train.epochs": 2, "train.batch_size": 4, "train.batches_per_epoch": 3,
+        "train.num_workers": 0,
+    })
+    result = train(cfg, progress=False)
+    assert (result.epochs_run, result.steps) == (2, 6)
+    assert int(torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]) == 6
+    assert len(pd.read_csv(tmp_path / "run" / "logs" / "metrics.csv").dropna(subset=["val_loss"])) == 2
 
 
 def test_epoch_images_draw_the_current_prediction(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ Layout of a prepared directory::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class PreparedDataset:
     """Read access to a prepared directory; arrays are memory-mapped, not loaded."""
 
     root: Path
+    _originals: tuple[int, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -102,10 +104,18 @@ class PreparedDataset:
         return np.flatnonzero(self.manifest["split"].to_numpy() == split)
 
     def _original(self, key: str) -> np.ndarray:
-        with np.load(self.files.originals) as store:
-            if key not in store:
-                raise DataError(f"nothing stored under {key!r}", self.files.originals)
-            return store[key]
+        store = self._originals_store()
+        if key not in store:
+            raise DataError(f"nothing stored under {key!r}", self.files.originals)
+        return store[key]
+
+    def _originals_store(self) -> Any:
+        """originals.npz, opened once per process: each opening reads its whole directory (two entries per case),
+        which made reading every test case's reference cost more than the network's pass over them."""
+        pid = os.getpid()
+        if self._originals is None or self._originals[0] != pid:
+            self._originals = (pid, np.load(self.files.originals))
+        return self._originals[1]
 
     def original_label(self, case_id: str) -> np.ndarray:
         return self._original(case_id)

@@ -112,7 +112,11 @@ def _volume_outputs(frame: pd.DataFrame, files: EvaluationFiles, written: list[s
         panels.append(Paired(f"{name} volume", UNIT_LABELS[unit], pred, ref, stats, group["case_id"].tolist()))
     n_cases = int(frame["case_id"].nunique())
     _plot(panels, files.bland_altman("volume"), f"Volumes from predicted vs reference masks ({n_cases} cases)", written)
-    return {"unit": unit, "n_cases": n_cases, "per_class": volume_summary(frame), "agreement": agreement}
+    cases = [{"case_id": str(case), "class_name": str(name), "pred": float(pred), "ref": float(ref)}
+             for case, name, pred, ref in zip(frame["case_id"], frame["class_name"], volume_values(frame, "pred"),
+                                              volume_values(frame, "ref"), strict=True)]
+    return {"unit": unit, "n_cases": n_cases, "per_class": volume_summary(frame), "agreement": agreement,
+            "cases": cases}
 
 
 def _ef_outputs(frame: pd.DataFrame, files: EvaluationFiles, written: list[str]) -> dict[str, Any]:
@@ -139,6 +143,10 @@ def _ef_outputs(frame: pd.DataFrame, files: EvaluationFiles, written: list[str])
         summary["agreement_with_info"] = {"ef_pred": info_panels[0].stats, "ef_ref": info_panels[1].stats}
         _plot(info_panels, files.bland_altman("ef_info"), "EF against the CAMUS Info files", written)
     return summary
+
+
+MAX_CASE_LINES = 20
+"""Per-case volumes printed by `cardioseg evaluate`; the CSV holds them all."""
 
 
 def clinical_summary_lines(clinical: dict[str, Any]) -> list[str]:
@@ -168,6 +176,13 @@ def clinical_summary_lines(clinical: dict[str, Any]) -> list[str]:
             lines.append(f"  {name}: mean |error| {_number(stats['mean_abs_error'])} {unit}, mean relative error "
                          f"{_number(stats['mean_rel_error_pct'])} %, n = {stats['n']}; "
                          f"bias {_number(agreement.get('bias'), signed=True)} {unit}")
+        cases = volumes.get("cases", [])
+        unit = UNIT_LABELS.get(volumes["unit"], volumes["unit"])
+        for case in cases[:MAX_CASE_LINES]:
+            lines.append(f"  {case['case_id']} {case['class_name']}: {_number(case['pred'])} {unit} predicted, "
+                         f"{_number(case['ref'])} {unit} reference")
+        if len(cases) > MAX_CASE_LINES:
+            lines.append(f"  ... and {len(cases) - MAX_CASE_LINES} more in clinical_volumes.csv")
     if clinical.get("files"):
         lines.append(f"Clinical files: {', '.join(clinical['files'])}")
     lines += [f"Note: {note}" for note in clinical.get("notes", [])]

@@ -46,6 +46,7 @@ from cardioseg.inference.volumes import ArrayVolume
 from cardioseg.plan import Plan
 from cardioseg.postprocess import probabilities_to_labels, to_labels
 from cardioseg.viz.cases import plot_best_median_worst
+from cardioseg.viz.every_case import write_every_case
 
 VARIANTS = ("raw", "post")
 
@@ -87,7 +88,7 @@ def _refuse_replacing(files: EvaluationFiles, overwrite: bool) -> None:
                       "another folder with --out", files.root)
 
 
-def _case_ids(prepared: PreparedDataset, split: str | None) -> list[str]:
+def labelled_case_ids(prepared: PreparedDataset, split: str | None) -> list[str]:
     """Labelled cases of a split, in manifest order."""
     rows = prepared.indices(split)
     ids = list(dict.fromkeys(prepared.manifest["case_id"].to_numpy()[rows].tolist()))
@@ -156,7 +157,7 @@ def evaluate_model(models: Path | Sequence[Path], data: Path, cfg: Config, progr
         if len(prepared.indices(split)) == 0:
             available = sorted(set(prepared.manifest["split"]))
             raise DataError(f"split {ev.split!r} is empty; available: {', '.join(available)} or all", prepared.root)
-        case_ids = _case_ids(prepared, split)
+        case_ids = labelled_case_ids(prepared, split)
         if not case_ids:
             raise DataError("no labelled case in this split: nothing to score", prepared.root)
         spacing_known = segmenter.plan.spacing_policy == "mm_if_all_known" and all(prepared.spacing(c) for c in case_ids)
@@ -224,6 +225,10 @@ def _write_outputs(
     summary["qc"] = qc_performance(per_case)
     summary["metrics"] = {v: _records(acc.summary()) for v, acc in accumulators.items()}
     summary["clinical"] = clinical_outputs(prepared, predictions, files.root)
+    if cfg.evaluate.every_case:
+        scores = per_case[per_case["variant"] == "post"].groupby("case_id")["dice"].mean().dropna()
+        drawn = write_every_case(prepared, predictions, scores.to_dict(), files.overlays, files.volume3d)
+        summary["every_case"] = {"overlays": drawn.n_overlays, "views": len(drawn.views)}
     write_with(files.per_case, lambda tmp: per_case.to_csv(tmp, index=False))
     write_json(files.summary, summary)
     write_text(files.config, cfg.to_yaml())

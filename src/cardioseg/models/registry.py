@@ -1,7 +1,7 @@
 """The table of every model the project can build: name -> factory, whether it takes an encoder, what it is.
 
 ``MODELS`` is an explicit table, like the readers' ``READERS``: adding a model means adding its
-factory (in ``smp_models``, ``unet`` or ``custom_nets``) and one line here, and nothing depends on
+factory (in ``smp_models``, ``unet``, ``custom_nets`` or ``baselines``) and one line here, and nothing depends on
 which modules happen to have been imported. Each factory takes ``in_channels``, ``classes`` and
 the keyword options it understands (``ModelConfig.options``; smp factories also ``encoder`` and
 ``encoder_weights``) and returns an ``nn.Module`` mapping (B, in_channels, H, W) to
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cardioseg.errors import ConfigError
+from cardioseg.models.baselines import intensity_threshold
 from cardioseg.models.custom_nets import (
     ct_unet_doubleconv,
     ct_unet_mfe_cie,
@@ -87,6 +88,10 @@ MODELS: dict[str, RegisteredModel] = {
     ),
     "ct_unet_mfe_cie": RegisteredModel(
         "ct_unet_mfe_cie", ct_unet_mfe_cie, False, "CT study variant 5: DoubleConv+MFE+CIE encoder, RA skips"
+    ),
+    "threshold": RegisteredModel(
+        "threshold", intensity_threshold, False,
+        "classical baseline: one global intensity threshold (2 fitted numbers, no features; train with lr 0.05)",
     ),
 }
 

@@ -8,7 +8,7 @@ standard deviation (ddof=1).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pandas as pd
@@ -72,15 +72,13 @@ def config_label(row: pd.Series, axes: list[str]) -> str:
     return f"{row['arch']} / {row_label(row, axes)} / {AUGMENTATION_LABELS[row['augmentation']]}"
 
 
-def architecture_table(agg: pd.DataFrame, arch: str) -> pd.DataFrame:
-    """The study's per-architecture table: rows = encoders, columns = (quantity, initial/augmented, mean/std)."""
-    axes = varying(agg)
-    sub = agg[agg["arch"] == arch]
-    augs = [label for aug, label in AUGMENTATION_LABELS.items() if aug in set(sub["augmentation"])]
+def _fixed_table(sub: pd.DataFrame, label: Callable[[pd.Series], str], index_name: str) -> pd.DataFrame:
+    """Rows of ``sub`` by ``label``; columns = (quantity, initial/augmented, mean/std): the study's table layout."""
+    augs = [label_ for aug, label_ in AUGMENTATION_LABELS.items() if aug in set(sub["augmentation"])]
     rows: dict[str, dict[tuple[str, str, str], Any]] = {}
     for _, rec in sub.iterrows():
         aug = AUGMENTATION_LABELS[rec["augmentation"]]
-        row = rows.setdefault(row_label(rec, axes), {(PARAMS_TITLE, "", "mean"): rec["parameters"] / 1e6})
+        row = rows.setdefault(label(rec), {(PARAMS_TITLE, "", "mean"): rec["parameters"] / 1e6})
         row[("Seeds", aug, "n")] = rec["n_seeds"]
         for column, title, _ in QUANTITIES:
             row[(title, aug, "mean")] = rec[f"{column}_mean"]
@@ -90,8 +88,31 @@ def architecture_table(agg: pd.DataFrame, arch: str) -> pd.DataFrame:
              for stat in ("mean", "std", *(("undefined",) if title == "HD95" else ()))]
     order += [(PARAMS_TITLE, "", "mean")] + [("Seeds", aug, "n") for aug in augs]
     table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=pd.MultiIndex.from_tuples(order))
-    table.index.name = "encoder"
+    table.index.name = index_name
     return table
+
+
+def architecture_table(agg: pd.DataFrame, arch: str) -> pd.DataFrame:
+    """The study's per-architecture table: rows = encoders, columns = (quantity, initial/augmented, mean/std)."""
+    axes = varying(agg)
+    return _fixed_table(agg[agg["arch"] == arch], lambda rec: row_label(rec, axes), "encoder")
+
+
+def encoder_table(agg: pd.DataFrame, encoder: str) -> pd.DataFrame:
+    """One encoder across every architecture that takes it (the echo study's tables 10-1 with EfficientNet-b3
+    and 10-2 with ResNet34): rows = architectures, columns as in ``architecture_table``."""
+    axes = varying(agg)
+    def label(rec: pd.Series) -> str:
+        return " · ".join([str(rec["arch"]), *(axis_text(a, rec[a]) for a in axes)])
+
+    return _fixed_table(agg[agg["encoder"] == encoder], label, "architecture")
+
+
+def encoders_across_architectures(agg: pd.DataFrame) -> list[str]:
+    """Encoders worth an encoder table: those run with more than one architecture."""
+    with_encoder = agg[agg["encoder"] != "-"]
+    counts = with_encoder.groupby("encoder", sort=False)["arch"].nunique()
+    return [str(encoder) for encoder, n in counts.items() if n > 1]
 
 
 def best_table(agg: pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,8 @@ from cardioseg.sweep.tables import (
     display_best,
     display_comparisons,
     display_schedule,
+    encoder_table,
+    encoders_across_architectures,
     findings,
     runs_frame,
     schedule_table,
@@ -58,6 +60,10 @@ def write_report(out_dir: Path, cfg: Config, records: list[dict[str, Any]]) -> d
             table = architecture_table(agg, arch)
             written[f"arch_{arch}"] = _csv(table, tables_dir / f"arch_{arch}.csv")
             sections.append((f"Architecture {arch}", display_architecture(table)))
+        for encoder in encoders_across_architectures(agg):
+            table = encoder_table(agg, encoder)
+            written[f"encoder_{encoder}"] = _csv(table, tables_dir / f"encoder_{encoder}.csv")
+            sections.append((f"Encoder {encoder} across architectures", display_architecture(table)))
         written["best"] = _csv(best, tables_dir / "best_per_architecture.csv")
         written["comparisons"] = _csv(comps, tables_dir / "comparisons.csv")
         sections.append(("Best configuration per architecture", display_best(best)))

@@ -66,4 +66,6 @@ class SegmentationData(L.LightningDataModule):
     def steps_per_epoch(self, world: int) -> int:
         per_process = len(self.train_set) // world
         batches = per_process // self.cfg.train.batch_size
-        return max(1, batches if len(self.train_set) > self.cfg.train.batch_size * world else 1)
+        batches = max(1, batches if len(self.train_set) > self.cfg.train.batch_size * world else 1)
+        limit = self.cfg.train.batches_per_epoch
+        return batches if limit is None else min(batches, limit)

@@ -202,6 +202,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_epochs=tc.epochs,
+        limit_train_batches=steps_per_epoch if tc.batches_per_epoch else 1.0,
         accelerator="auto",
         devices=tc.devices,
         num_nodes=tc.num_nodes,
