@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"postprocess", "clinical"},
     {"viz"},
+    {"planning"},
     {"training", "inference"},
     {"evaluation", "pacs"},
     {"report", "sweep", "app"},

@@ -55,9 +55,13 @@ class PreparedFiles:
     config = property(lambda self: self.root / CONFIG_FILE)
     bad_files = property(lambda self: self.root / "bad_files.csv")
     inspect_overlays = property(lambda self: self.root / "inspect_overlays.png")
+    """`cardioseg inspect`'s default grid of label overlays."""
     inspect_steps = property(lambda self: self.root / "inspect_preprocessing.png")
     """`cardioseg inspect`: a few cases after each preprocessing step (e.g. CLAHE before and after)."""
-    """`cardioseg inspect`'s default grid of label overlays."""
+    recipe = property(lambda self: self.root / "recipe.json")
+    """`cardioseg plan make`: the training recipe planned for this dataset and a time budget."""
+    planned = property(lambda self: self.root / "planned")
+    """This dataset prepared again with a recipe's input (size, crop), one folder per preprocessing."""
 
     @property
     def required(self) -> tuple[Path, ...]:
@@ -87,6 +91,8 @@ class RunFiles:
 
     model = property(lambda self: self.root / "model.safetensors")
     config = property(lambda self: self.root / CONFIG_FILE)
+    recipe = property(lambda self: self.root / "recipe.json")
+    """The recipe a planned run follows (kept so that a resumed run follows the same one)."""
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.root / "checkpoints" / "last.ckpt")
     best_checkpoint = property(lambda self: self.root / "checkpoints" / "best.ckpt")

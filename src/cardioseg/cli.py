@@ -168,18 +168,24 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="batch size")] = None,
     lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
     loss: Annotated[str | None, typer.Option(help="bce, dice, dice_bce, dice_ce or focal")] = None,
-    augment: Annotated[str | None, typer.Option(help="augmentation preset: none, echo or strong")] = None,
+    augment: Annotated[str | None, typer.Option(help="augmentation preset: none, light, echo or strong")] = None,
     time_budget: Annotated[str | None, typer.Option("--time-budget", help="wall-clock limit, e.g. 5m")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     precision: Annotated[str | None, typer.Option(help="auto, bf16 or 32")] = None,
     devices: Annotated[int | None, typer.Option(help="processes per node (DDP when > 1)")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="number of nodes")] = None,
     deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic")] = None,
+    plan: Annotated[bool, typer.Option("--plan/--no-plan", help="fill every setting not given from the recipe "
+                                       "planned for this dataset and budget (`cardioseg plan make --explain` shows "
+                                       "it); --no-plan keeps the configuration's own defaults")] = True,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Train a model on a prepared dataset; the same command again resumes an interrupted run and leaves a finished one alone."""
+    """Train a model on a prepared dataset; the same command again resumes an interrupted run and leaves a finished one alone.
+
+    By default the recipe (network, input size and crop, batch, learning rate, epochs, augmentation, precision)
+    is planned from the data and the time budget (10 minutes when none is given); every flag still overrides it."""
     from cardioseg.training.run import train as run_training
 
     cfg = resolve(
@@ -190,6 +196,10 @@ def train(
            "train.seed": seed, "train.precision": precision, "train.devices": devices, "train.num_nodes": num_nodes,
            "train.deterministic": deterministic},
     )
+    if plan and "plan" not in cfg.train.model_fields_set:
+        cfg.train.plan = True
+    elif not plan:
+        cfg.train.plan = False
     result = run_training(cfg, progress=not quiet)
     if result.already_finished:
         dice = f", best validation Dice {result.best_val_dice:.4f}" if result.best_val_dice is not None else ""
@@ -274,6 +284,51 @@ def compare(
 
 plan_app = typer.Typer(help="The plan: what a model expects of its input and says of its output.", no_args_is_help=True)
 app.add_typer(plan_app, name="plan")
+
+
+@plan_app.command("make")
+@reports_errors
+def plan_make(
+    prepared: Annotated[Path, typer.Argument(help="prepared dataset folder")],
+    time_budget: Annotated[str, typer.Option("--time-budget", help="wall-clock training budget, e.g. 5m")] = "10m",
+    explain: Annotated[bool, typer.Option("--explain", help="print each choice and why")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the recipe planned before")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Plan the training recipe from the dataset's fingerprint, the budget and speeds measured on this machine.
+
+    Writes PREPARED/recipe.json, which `cardioseg train --time-budget` (same budget) follows; settings given
+    with --set (model.arch, train.batch_size, preprocess.size, ...) are planned around."""
+    from cardioseg.artifacts import PreparedFiles
+    from cardioseg.planning.apply import recipe_for, write_recipe
+
+    cfg = resolve(config, set_, **{"data.prepared": prepared, "train.time_budget": time_budget})
+    target = PreparedFiles(prepared).recipe
+    if target.exists() and not overwrite:
+        raise ConfigError("a recipe was planned here already: pass --overwrite to plan again", target)
+    if target.exists():
+        target.unlink()  # so that recipe_for plans afresh instead of reading it
+    with console.status("measuring training speed on this machine and planning..."):
+        recipe = recipe_for(cfg)
+    write_recipe(recipe, target)
+    table = Table(title=f"recipe for {prepared} in {recipe.budget_s:g} s on {recipe.machine}",
+                  show_header=explain)
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    if explain:
+        table.add_column("why")
+        fp = recipe.fingerprint
+        console.print(f"fingerprint: {'3D volumes' if fp.get('is_3d') else '2D images'}, "
+                      f"{fp.get('n_train_cases')} training cases ({fp.get('n_train_planes')} planes), "
+                      f"median size {fp.get('plane_shape')}, spacing {fp.get('spacing_mm') or 'unknown'}, "
+                      f"{fp.get('n_classes')} class(es), foreground {100 * fp.get('foreground_fraction', 0):.1f} % "
+                      f"of a plane, on {100 * fp.get('foreground_planes', 0):.0f} % of the planes", soft_wrap=True)
+    for key, value, why in recipe.rows():
+        table.add_row(key, value, *([why] if explain else []))
+    console.print(table)
+    console.print(f"recipe: [bold]{target}[/]; train with it: `cardioseg train -d {prepared} "
+                  f"--time-budget {recipe.budget_s:g}s`")
 
 
 @plan_app.command("show")

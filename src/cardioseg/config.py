@@ -117,7 +117,7 @@ class ModelConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    preset: Literal["none", "echo", "strong"] = "none"
+    preset: Literal["none", "light", "echo", "strong"] = "none"
     extra: list[dict[str, Any]] = Field(
         default_factory=list,
         description="further albumentations transforms as {name: Class, **kwargs}, applied after the preset",
@@ -149,6 +149,14 @@ class TrainConfig(_Section):
     batches_per_epoch: int | None = Field(
         None, ge=1, description="train on at most this many batches per epoch, drawn afresh each epoch: a study run "
         "below its protocol on a CPU (validation still sees the whole val split); None uses every training image")
+    plan: bool = Field(
+        False, description="fill every training setting not given explicitly (network, input size and crop, batch, "
+        "learning rate, epochs, augmentation, EMA, precision) from the recipe planned for this dataset and "
+        "time_budget (`cardioseg plan make`); `cardioseg train` turns it on unless --no-plan")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="validate and keep an exponential moving average of the weights whose decay "
+        "warms up as (1+n)/(10+n) to this value (0.99 then averages about the last 100 steps), never reaching back "
+        "over more than the last 5 % of the run's steps; None trains without one")
     tensorboard: bool = Field(False, description="also log to TensorBoard (RUN_DIR/tensorboard), next to metrics.csv")
     epoch_images: int = Field(0, ge=0, description="after each validation, draw this many validation images with "
                               "their reference and prediction into RUN_DIR/epochs/epoch_NNN.png")
@@ -261,7 +269,7 @@ class SweepConfig(_Section):
     out_dir: Path = Path("runs/sweep")
     architectures: list[str] = Field(default_factory=lambda: ["unet"])
     encoders: list[str | None] = Field(default_factory=lambda: ["resnet18"])
-    augmentations: list[Literal["none", "echo", "strong"]] = Field(default_factory=lambda: ["none", "echo"])
+    augmentations: list[Literal["none", "light", "echo", "strong"]] = Field(default_factory=lambda: ["none", "echo"])
     losses: list[Literal["bce", "dice", "dice_bce", "dice_ce", "focal"]] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0])
     encoder_weights: list[str | None] = Field(default_factory=lambda: [None])

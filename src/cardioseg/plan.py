@@ -6,7 +6,9 @@ into the sidecar; every later stage reads it through ``cardioseg.artifacts.load_
 its preprocessing from it (``cardioseg.data.preprocess.Pipeline``). Nothing downstream re-derives
 a setting the plan holds.
 
-Version history: v1 is the first plan. Checkpoints written before plans existed (header v1:
+Version history: v1 is the first plan; v2 adds the optional training ``recipe`` that `cardioseg plan make`
+chooses from the data and a time budget (v1 plans read as v2 plans without one). Checkpoints written before
+plans existed (header v1:
 loose ``preprocess``, ``orientation_fix``, ``labels``, ``class_names`` and ``extra.slice_axis``)
 are converted by ``plan_from_legacy_header``.
 """
@@ -22,7 +24,7 @@ from cardioseg.config import PreprocessConfig
 from cardioseg.errors import ConfigError
 
 PLAN_FORMAT = "cardioseg-plan"
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 IGNORE_LABEL = 255
 """Label value of pixels whose class is not known: background or a class not drawn on that image."""
@@ -38,6 +40,44 @@ class ClassSpec(BaseModel):
     id: int = Field(ge=0, lt=IGNORE_LABEL)
     name: str
     role: Role | None = None
+
+
+class Recipe(BaseModel):
+    """The training recipe a planner chose for a dataset and a time budget, with the reason for each choice.
+
+    ``settings`` holds configuration values by dotted key (``train.lr``, ``model.arch``, ...): training fills
+    every key the user did not set from it, so each choice can still be overridden. ``preprocess`` is the input
+    the chosen network sees (size, crop, normalisation); it becomes the model's ``Plan.preprocess``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    budget_s: float = Field(gt=0, description="the wall-clock training budget the recipe was planned for")
+    preprocess: PreprocessConfig
+    settings: dict[str, Any] = Field(default_factory=dict)
+    reasons: dict[str, str] = Field(default_factory=dict, description="dotted key -> why this value")
+    fingerprint: dict[str, Any] = Field(default_factory=dict, description="what the planner read of the dataset")
+    machine: str = Field("", description="the CPU the speeds were measured on")
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(setting, value, why) for `--explain` and `cardioseg plan show`."""
+        rows = [(f"preprocess.{key}", _text(getattr(self.preprocess, key)), self.reasons.get(f"preprocess.{key}", ""))
+                for key in ("normalize", "crop", "size")]
+        if self.preprocess.crop == "roi":
+            rows.insert(2, ("preprocess.roi_window", _text(self.preprocess.roi_window),
+                            self.reasons.get("preprocess.roi_window", "")))
+        if self.preprocess.normalize == "percentile":
+            rows.insert(1, ("preprocess.percentiles", _text(self.preprocess.percentiles),
+                            self.reasons.get("preprocess.percentiles", "")))
+        return rows + [(key, _text(value), self.reasons.get(key, "")) for key, value in self.settings.items()]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    return str(value)
 
 
 class Plan(BaseModel):
@@ -58,6 +98,7 @@ class Plan(BaseModel):
     spacing_policy: SpacingPolicy = Field(
         "mm_if_all_known", description="distances in mm when every case has a spacing, else all in pixels"
     )
+    recipe: Recipe | None = Field(None, description="how the model was trained, when a planner chose it")
 
     @model_validator(mode="after")
     def _check_classes(self) -> Plan:
@@ -127,6 +168,9 @@ class Plan(BaseModel):
             ("output", f"{self.out_channels} channel(s), {'sigmoid' if self.binary else 'softmax'}"),
             ("distances", "mm when every case has a spacing, else pixels" if self.spacing_policy == "mm_if_all_known"
              else "pixels"),
+            *([] if self.recipe is None else [("recipe", f"planned for {self.recipe.budget_s:g} s on "
+                                                         f"{self.recipe.machine or 'an unnamed CPU'}")]
+              + [(key, f"{value}  ({why})" if why else value) for key, value, why in self.recipe.rows()]),
         ]
 
 

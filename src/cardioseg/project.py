@@ -21,27 +21,31 @@ data:
   split_ratios: [0.8, 0.1, 0.1] # train / val / test, by patient
   seed: 0
 
+# `cardioseg train` plans the normalisation, crop and input size, the network, batch, learning rate, epochs,
+# augmentation and precision from your data and the time budget (`cardioseg plan make prepared --explain`
+# shows each choice and why). Uncomment a line to fix that choice yourself; `--no-plan` trains with
+# cardioseg's plain defaults.
 preprocess:
-  normalize: minmax       # minmax | percentile | zscore | none
+  # normalize: minmax     # minmax | percentile | zscore | none
   median_filter: 0        # odd kernel size, 0 = off
   clahe: false
-  crop: none              # none | center | auto
-  size: [128, 128]
+  # crop: none            # none | center | auto | roi
+  # size: [128, 128]
 
 model:
-  arch: unet              # `cardioseg models` lists them all
-  encoder: resnet18
+  # arch: unet            # `cardioseg models` lists them all
+  # encoder: resnet18
   encoder_weights: null   # null | imagenet | path/to/local/weights.safetensors
 
 train:
   run_dir: runs/first
-  epochs: 20
-  batch_size: 16
-  lr: 0.001
+  time_budget: 5m         # wall-clock training time; the plan makes the most of it
+  # epochs: 20
+  # batch_size: 16
+  # lr: 0.001
   loss: null              # null: dice_bce for one class, dice_ce for several; or bce | dice | focal
-  augment:
-    preset: none          # none | echo | strong
-  time_budget: null       # e.g. 5m
+  # augment:
+  #   preset: none        # none | light | echo | strong
 
 evaluate:
   split: test

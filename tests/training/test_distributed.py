@@ -19,7 +19,7 @@ CLI = str(Path(sys.executable).parent / "cardioseg")
 def _train(prepared: Path, run_dir: Path, seed: int, devices: int, batch_size: int) -> pd.DataFrame:
     subprocess.run(
         [CLI, "train", "-d", str(prepared), "-r", str(run_dir), "--epochs", "4", "--batch-size", str(batch_size),
-         "--seed", str(seed), "--devices", str(devices), "--lr", "0.003", "-q",
+         "--seed", str(seed), "--devices", str(devices), "--lr", "0.003", "-q", "--no-plan",
          "--set", "train.num_workers=0", "--set", f"train.threads={2 // devices}"],
         check=True, timeout=600, capture_output=True,
     )

@@ -95,7 +95,7 @@ def test_kill_9_mid_epoch_then_resume(camus224: Path, tmp_path: Path) -> None:
                                            "preprocess.size": [48, 48]}), progress=False)
     run_dir = tmp_path / "run"
     command = [str(Path(sys.executable).parent / "cardioseg"), "train", "-d", str(prepared), "-r", str(run_dir),
-               "--epochs", "3", "--batch-size", "4", "-q",
+               "--epochs", "3", "--batch-size", "4", "-q", "--no-plan",
                "--set", "train.checkpoint_every_n_steps=5", "--set", "train.num_workers=0"]
     process = subprocess.Popen(command, start_new_session=True)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -133,7 +133,7 @@ def test_a_finished_run_is_left_alone_unless_asked_for_more_epochs(trained_run, 
     model = run_dir / "model.safetensors"
     before = model.read_bytes()
     again = CliRunner().invoke(app, ["train", "-d", str(cfg.data.prepared), "-r", str(run_dir), "--arch", "unet",
-                                     "--encoder", "resnet18", "--epochs", "2", "-q"])
+                                     "--encoder", "resnet18", "--epochs", "2", "-q", "--no-plan"])
     assert again.exit_code == 0, again.output
     said = " ".join(again.output.split())
     assert "is a finished run (2 epoch(s)" in said and "--more-epochs" in said
@@ -247,3 +247,17 @@ def test_epoch_images_draw_the_current_prediction(tmp_path: Path) -> None:
     width = min(image.shape[1], reference.shape[1], prediction.shape[1])
     changed = lambda column: float(np.abs(column[:, :width] - image[:, :width]).mean())  # noqa: E731
     assert changed(prediction) > 1.8 * changed(reference) > 0  # both rows filled against one reference row
+
+
+def test_the_weight_average_warms_up_and_never_reaches_back_past_the_last_twentieth_of_the_run() -> None:
+    """WarmEMA's decay is min(decay, (1 + n) / (10 + n), 1 - 1 / (0.05 * total_steps)), worked out by hand here."""
+    import torch
+
+    from cardioseg.training.callbacks import WarmEMA
+
+    average = WarmEMA(0.99, total_steps=100)._kwargs["avg_fn"]  # longest horizon 5 steps: decay at most 0.8
+    old, new = torch.zeros(1), torch.ones(1)
+    assert average(old, new, torch.tensor(0)).item() == pytest.approx(0.9)  # warm-up 1/10: mostly the new weights
+    assert average(old, new, torch.tensor(90)).item() == pytest.approx(0.2)  # 91/100 capped at 0.8
+    long_run = WarmEMA(0.99, total_steps=100_000)._kwargs["avg_fn"]
+    assert long_run(old, new, torch.tensor(10_000)).item() == pytest.approx(0.01)  # the planned decay itself

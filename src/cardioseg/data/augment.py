@@ -1,6 +1,8 @@
 """Augmentation presets (albumentations) plus free configuration.
 
 - ``none``: no augmentation (the studies' "initial data").
+- ``light``: small shifts, scalings and rotations (up to 5 %, 10 %, 10 degrees) and brightness/contrast, no flips:
+  for short runs, and for any cardiac view, whose left and right are not interchangeable.
 - ``echo``: the echo study's — horizontal and vertical shift up to 20 % and scale 0.5 to 2.
 - ``strong``: rotation, flips, elastic deformation, brightness/contrast.
 ``AugmentConfig.extra`` appends any albumentations transform by class name and arguments.
@@ -18,6 +20,12 @@ from cardioseg.errors import ConfigError
 def _preset(name: str) -> list[A.BasicTransform]:
     if name == "none":
         return []
+    if name == "light":
+        return [
+            A.Affine(translate_percent=(-0.05, 0.05), scale=(0.9, 1.1), rotate=(-10, 10),
+                     border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=0.7),
+            A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=0.5),
+        ]
     if name == "echo":
         return [
             A.Affine(
@@ -37,7 +45,7 @@ def _preset(name: str) -> list[A.BasicTransform]:
             A.ElasticTransform(alpha=30, sigma=6, p=0.3),
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
         ]
-    raise ConfigError(f"unknown augmentation preset {name!r}; choose none, echo or strong")
+    raise ConfigError(f"unknown augmentation preset {name!r}; choose none, light, echo or strong")
 
 
 def _extra(spec: dict) -> A.BasicTransform:

@@ -20,7 +20,7 @@ from pathlib import Path
 from cardioseg.config import Config, ModelConfig, SweepConfig
 from cardioseg.errors import CardiosegError, ConfigError
 
-AUGMENTATION_LABELS = {"none": "initial", "echo": "augmented", "strong": "augmented-strong"}
+AUGMENTATION_LABELS = {"none": "initial", "light": "augmented-light", "echo": "augmented", "strong": "augmented-strong"}
 
 
 @dataclass(frozen=True, order=True)

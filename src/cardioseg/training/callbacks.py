@@ -11,7 +11,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, Timer
+from lightning.pytorch.callbacks import EarlyStopping, Timer, WeightAveraging
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -60,6 +60,27 @@ class WarmupCosine(L.Callback):
             for group in optimizer.param_groups:
                 group["lr"] = lr
         pl_module.log("lr", lr, on_step=True, on_epoch=False)
+
+
+class WarmEMA(WeightAveraging):
+    """An exponential moving average of the weights (BatchNorm statistics included), validated and saved in
+    place of the raw weights (Lightning swaps them in).
+
+    Its decay is the smallest of ``decay``, the warm-up ``(1 + n) / (10 + n)`` after n updates, and
+    ``1 - 1 / (SPAN * total_steps)``: the average never reaches back further than the last ``SPAN`` of the run.
+    A decay planned for a long run thus cannot leave a run cut short (fewer epochs given by hand) validating
+    weights from its early, worse steps."""
+
+    SPAN = 0.05
+
+    def __init__(self, decay: float, total_steps: int) -> None:
+        longest = 1 - 1 / max(1.0, self.SPAN * total_steps)
+
+        def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+            weight = min(decay, longest, (1 + float(count)) / (10 + float(count)))
+            return averaged * weight + current * (1 - weight)
+
+        super().__init__(use_buffers=True, avg_fn=average)
 
 
 class _KeepingWriter(ExperimentWriter):

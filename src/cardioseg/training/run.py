@@ -26,6 +26,8 @@ from cardioseg.fileio import folder_lock, write_text
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
 from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
+from cardioseg.plan import Recipe
+from cardioseg.planning.apply import apply_recipe, read_recipe, recipe_for, write_recipe
 from cardioseg.runtime import resolve_precision, set_threads
 from cardioseg.training.batchnorm import set_batchnorm_momentum, slow_batchnorm_layers
 from cardioseg.training.callbacks import (
@@ -33,6 +35,7 @@ from cardioseg.training.callbacks import (
     EpochImages,
     PatienceFromNow,
     ResumingCSVLogger,
+    WarmEMA,
     WarmupCosine,
 )
 from cardioseg.training.datamodule import SegmentationData
@@ -154,9 +157,22 @@ def _checkpoint_state(path: Path) -> dict[str, Any] | None:
                               path) from None
 
 
+def _planned(cfg: Config, files: RunFiles, progress: bool) -> tuple[Config, Recipe | None]:
+    """``cfg`` with the planned recipe filling what it does not set (``train.plan``); a resumed run follows the
+    recipe it started with."""
+    if not cfg.train.plan:
+        return cfg, None
+    recipe = read_recipe(files.recipe) if files.recipe.is_file() and files.last_checkpoint.is_file() else \
+        recipe_for(cfg, progress)
+    files.root.mkdir(parents=True, exist_ok=True)
+    write_recipe(recipe, files.recipe)
+    return apply_recipe(cfg, recipe, progress), recipe
+
+
 def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
+    set_threads(cfg.train.threads)
+    cfg, recipe = _planned(cfg, files, progress)
     tc = cfg.train
-    set_threads(tc.threads)
     prepared = PreparedDataset(cfg.data.prepared)
     cfg = training_config(cfg, prepared)
     run_dir, ckpt_dir = files.root, files.checkpoints
@@ -194,6 +210,9 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
         callbacks.append(WarmupCosine(tc.lr, tc.epochs * steps_per_epoch, budget_s))
     if tc.early_stopping_patience:
         callbacks.append(PatienceFromNow(tc.monitor, mode=mode, patience=tc.early_stopping_patience))
+    if tc.ema_decay:
+        # validates, and saves into every checkpoint, the averaged weights (Lightning swaps them in)
+        callbacks.append(WarmEMA(tc.ema_decay, tc.epochs * steps_per_epoch))
     if tc.epoch_images:
         callbacks.append(_epoch_images(prepared, tc.epoch_images, files))
     if progress:
@@ -238,7 +257,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     bundle = ModelBundle(
         model=module.model.to(memory_format=torch.contiguous_format).float().eval(),
         model_cfg=cfg.model,
-        plan=prepared.plan,
+        plan=prepared.plan if recipe is None else prepared.plan.model_copy(update={"recipe": recipe}),
         extra={"prepared": str(prepared.root), "best_val_dice": best_score, "kept_by": tc.monitor,
                "epochs_run": trainer.current_epoch, "steps": trainer.global_step, "precision": precision,
                "train_seconds": round(elapsed, 1)},
