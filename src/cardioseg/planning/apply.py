@@ -73,8 +73,12 @@ def recipe_for(cfg: Config, progress: bool = False) -> Recipe:
 
 
 def _differs(given: Any, prepared: Any) -> bool:
-    as_list = (lambda v: list(v) if isinstance(v, tuple | list) else v)
-    return as_list(given) != as_list(prepared)
+    """Whether a setting from a YAML file or --set differs from the prepared value (lists and tuples alike)."""
+    return _plain(given) != _plain(prepared)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
 
 
 def planned_prepared(prepared: PreparedDataset, pre: PreprocessConfig, progress: bool = False) -> PreparedDataset:

@@ -40,8 +40,9 @@ class SegmentationModule(L.LightningModule):
         self.binary = model_cfg.classes == 1
         self.loss = build_loss(train_cfg, self.binary)
         self.memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
-        self.register_buffer("_val_sum", torch.zeros(()), persistent=False)
-        self.register_buffer("_val_count", torch.zeros(()), persistent=False)
+        # Plain tensors, not buffers: a weight average (train.ema_decay) swaps every buffer in and out around
+        # validation, and would swap these accumulators away before on_validation_epoch_end reads them.
+        self._val_sum, self._val_count = torch.zeros(()), torch.zeros(())
         # The latest training inputs (after augmentation), kept to re-estimate BatchNorm statistics
         # (maxlen 0 when that is off: appending keeps nothing).
         self._recent_inputs: deque[torch.Tensor] = deque(maxlen=train_cfg.recalibrate_bn_batches)
@@ -63,8 +64,8 @@ class SegmentationModule(L.LightningModule):
         if self._recent_inputs:
             with self.trainer.precision_plugin.train_step_context():
                 recalibrate_batchnorm(self, list(self._recent_inputs))
-        self._val_sum.zero_()
-        self._val_count.zero_()
+        self._val_sum = torch.zeros((), device=self.device)
+        self._val_count = torch.zeros((), device=self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, target = batch
