@@ -119,24 +119,28 @@ def test_settings_given_explicitly_win_over_the_recipe(camus64: Path, recipes: d
 
 def test_a_planned_run_beats_the_old_defaults_at_the_same_steps_and_keeps_its_recipe(
         camus64: Path, tmp_path: Path) -> None:
-    """Same seed, same 64x64 input, the same 40 optimiser steps: the recipe planned for a 20-second budget
-    (roi crop, its learning rate and precision, no augmentation at so few passes) against the defaults; both
-    scored on the 200 validation images at the original 224x224. The 40 steps end both runs long before the
-    budget, so machine load cannot change the result (measured: +0.056 in fp32, +0.022 in bf16 on an AMD EPYC)."""
+    """Same seed, same 64x64 input, the same 40 optimiser steps in fp32: the recipe planned for a 20-second
+    budget (roi crop, its learning rate, no augmentation or weight average at so few passes) against the
+    defaults; both scored on the 200 validation images at the original 224x224. The given steps and precision
+    leave nothing to the speed measured under the test's load, and end both runs long before the budget
+    (measured: 0.804 against 0.749 on an AMD EPYC)."""
     steps = {"train.epochs": 1, "train.batches_per_epoch": 40, "train.seed": 0, "train.num_workers": 0,
-             "preprocess.size": [64, 64], "data.prepared": camus64, "train.time_budget": "20s"}
+             "preprocess.size": [64, 64], "data.prepared": camus64, "train.time_budget": "20s",
+             "train.precision": "32"}
     results = {}
     for name, plan in (("default", False), ("planned", True)):
         cfg = load_config(overrides={**steps, "train.run_dir": tmp_path / name, "train.plan": plan})
         run = train(cfg, progress=False)
         if plan:
-            assert read_recipe(run.run_dir / "recipe.json").budget_s == 20
+            recipe = read_recipe(run.run_dir / "recipe.json")
+            assert recipe.budget_s == 20 and recipe.settings["train.augment.preset"] == "none"
+            assert recipe.settings["train.ema_decay"] is None  # 40 steps: too few for an average
         results[name] = evaluate_model(run.model_path, camus64, load_config(overrides={
             "evaluate.split": "val", "evaluate.out_dir": tmp_path / f"eval_{name}"}), progress=False)
         assert run.steps == 40
     dice = {name: next(m["mean"] for m in r.summary["metrics"]["post"] if m["metric"] == "dice")
             for name, r in results.items()}
-    assert dice["planned"] > dice["default"] + 0.01, dice
+    assert dice["planned"] > dice["default"] + 0.02, dice
 
     bundle = load_bundle(tmp_path / "planned" / "model.safetensors")
     recipe = read_recipe(tmp_path / "planned" / "recipe.json")
