@@ -168,3 +168,11 @@ def test_a_damaged_recipe_is_refused_with_its_file_named(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as caught:
         read_recipe(path)
     assert str(path) in str(caught.value) and "plan make" in str(caught.value)
+
+
+def test_a_given_network_without_an_encoder_is_planned_as_it_is(sunnybrook_prepared: Path) -> None:
+    recipe = plan_recipe(PreparedDataset(sunnybrook_prepared), BUDGET_S,
+                         {"model.arch": "plain_unet", "preprocess.size": (64, 64)})
+    assert recipe.settings["model.arch"] == "plain_unet" and recipe.settings["model.encoder"] is None
+    assert recipe.reasons["model.arch"] == "given" and "no interchangeable encoder" in recipe.reasons["model.encoder"]
+    assert recipe.preprocess.size == (64, 64) and recipe.reasons["preprocess.size"] == "given"

@@ -26,6 +26,7 @@ from typing import Any
 
 from cardioseg.config import ModelConfig, PreprocessConfig
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.models.registry import get_model_entry
 from cardioseg.plan import Recipe
 from cardioseg.planning.fingerprint import Fingerprint, fingerprint
 from cardioseg.planning.speed import Speed, fastest
@@ -111,6 +112,8 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
         reasons[key] = "given"
 
     network = {key: fixed.get(key, value) for key, value in NETWORK.items()}
+    if not get_model_entry(network["model.arch"]).uses_encoder:
+        network["model.encoder"] = None
     model_cfg = ModelConfig(arch=network["model.arch"], encoder=network["model.encoder"],
                             encoder_weights=fixed.get("model.encoder_weights"),
                             in_channels=prepared.plan.in_channels, classes=prepared.plan.out_channels,
@@ -118,6 +121,8 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
     settings: dict[str, Any] = dict(network)
     for key in NETWORK:
         reasons[key] = "given" if key in fixed else NETWORK_WHY
+    if network["model.encoder"] is None and "model.encoder" not in fixed:
+        reasons["model.encoder"] = f"{network['model.arch']} has no interchangeable encoder"
     batch = int(fixed.get("train.batch_size") or (16 if fp.n_train_planes >= 256 else 8))
     reasons["train.batch_size"] = "given" if "train.batch_size" in fixed else (
         f"{fp.n_train_planes} training planes: " + ("16 per step" if batch == 16 else
