@@ -301,16 +301,14 @@ def plan_make(
     Writes PREPARED/recipe.json, which `cardioseg train --time-budget` (same budget) follows; settings given
     with --set (model.arch, train.batch_size, preprocess.size, ...) are planned around."""
     from cardioseg.artifacts import PreparedFiles
-    from cardioseg.planning.apply import recipe_for, write_recipe
+    from cardioseg.planning.apply import plan_for, write_recipe
 
     cfg = resolve(config, set_, **{"data.prepared": prepared, "train.time_budget": time_budget})
     target = PreparedFiles(prepared).recipe
     if target.exists() and not overwrite:
         raise ConfigError("a recipe was planned here already: pass --overwrite to plan again", target)
-    if target.exists():
-        target.unlink()  # so that recipe_for plans afresh instead of reading it
     with console.status("measuring training speed on this machine and planning..."):
-        recipe = recipe_for(cfg)
+        recipe = plan_for(cfg)
     write_recipe(recipe, target)
     table = Table(title=f"recipe for {prepared} in {recipe.budget_s:g} s on {recipe.machine}",
                   show_header=explain)

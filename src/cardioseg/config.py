@@ -349,7 +349,8 @@ def parse_duration(text: str) -> float:
         raise ConfigError(f"invalid duration {text!r}: use a form such as 90s, 5m, 1h or 00:05:00") from None
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.key`` (any depth) in a configuration tree, creating sections as needed."""
     keys = dotted.split(".")
     node = tree
     for key in keys[:-1]:
@@ -410,7 +411,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     tree: dict[str, Any] = {} if path is None else _read_tree(Path(path))
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(tree, dotted, value)
+            set_dotted(tree, dotted, value)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cardioseg.artifacts import PreparedFiles
-from cardioseg.config import Config, PreprocessConfig, load_config, parse_duration
+from cardioseg.config import Config, PreprocessConfig, load_config, parse_duration, set_dotted
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import ConfigError, DataError
@@ -51,16 +51,23 @@ def write_recipe(recipe: Recipe, path: Path) -> Path:
     return write_json(path, recipe.model_dump(mode="json"))
 
 
-def recipe_for(cfg: Config, progress: bool = False) -> Recipe:
+def _budget_s(cfg: Config) -> float:
+    return parse_duration(cfg.train.time_budget or DEFAULT_BUDGET)
+
+
+def recipe_for(cfg: Config) -> Recipe:
     """The recipe for ``cfg``'s prepared dataset and budget: the one `plan make` wrote for the same budget
-    (which may have been edited by hand), else planned now around the settings given explicitly."""
-    budget = cfg.train.time_budget or DEFAULT_BUDGET
-    budget_s = parse_duration(budget)
+    (which may have been edited by hand), else one planned now."""
     stored = PreparedFiles(Path(cfg.data.prepared)).recipe
     if stored.is_file():
         recipe = read_recipe(stored)
-        if abs(recipe.budget_s - budget_s) < 1e-6:
+        if abs(recipe.budget_s - _budget_s(cfg)) < 1e-6:
             return recipe
+    return plan_for(cfg)
+
+
+def plan_for(cfg: Config) -> Recipe:
+    """A recipe planned now for ``cfg``'s prepared dataset and budget, around the settings it gives explicitly."""
     prepared = PreparedDataset(cfg.data.prepared)
     as_prepared = prepared.plan.preprocess.model_dump()
     fixed = {k: v for k, v in explicit_settings(cfg).items()
@@ -69,7 +76,7 @@ def recipe_for(cfg: Config, progress: bool = False) -> Recipe:
              # a preprocessing setting is a choice for training only where it differs from what prepare used (a
              # project's YAML file names the ones prepare read)
              (k.startswith("preprocess.") and _differs(v, as_prepared[k.split(".", 1)[1]]))}
-    return plan_recipe(prepared, budget_s, fixed)
+    return plan_recipe(prepared, _budget_s(cfg), fixed)
 
 
 def _differs(given: Any, prepared: Any) -> bool:
@@ -112,15 +119,9 @@ def apply_recipe(cfg: Config, recipe: Recipe, progress: bool = False) -> Config:
     tree = json.loads(cfg.model_dump_json())
     for key, value in recipe.settings.items():
         if key not in given:
-            _set(tree, key, value)
+            set_dotted(tree, key, value)
     prepared = planned_prepared(PreparedDataset(cfg.data.prepared), recipe.preprocess, progress)
     tree["data"]["prepared"] = str(prepared.root)
     tree["preprocess"] = PreprocessConfig().model_dump(mode="json")  # the plan of the prepared data holds it
     return Config.model_validate(tree)
 
-
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[last] = value

@@ -62,8 +62,8 @@ def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def _planes(volume: np.ndarray, axis: int | None) -> np.ndarray:
-    return volume[None] if volume.ndim == 2 else np.moveaxis(volume, axis if axis is not None else 2, 0)
+def _planes(volume: np.ndarray, axis: int) -> np.ndarray:
+    return volume[None] if volume.ndim == 2 else np.moveaxis(volume, axis, 0)
 
 
 def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) -> Fingerprint:
@@ -85,6 +85,7 @@ def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) 
     for case_id in labelled:
         image, label = prepared.original_image(case_id), prepared.original_label(case_id)
         axis = prepared.cases[case_id].get("slice_axis")
+        axis = 2 if axis is None else axis  # 2D images: ArrayPlanes ignores it
         known = (label > 0) & (label != IGNORE_LABEL)
         label_planes = _planes(known, axis)
         shapes.append(label_planes.shape[1:])
@@ -98,8 +99,8 @@ def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) 
         eight_bit &= low >= 0 and high <= 255 and bool(np.all(np.mod(finite[:: max(1, finite.size // 4096)], 1) == 0))
         if spacing := prepared.spacing(case_id):
             spacings.append(tuple(spacing[:2]) if image.ndim == 2 else
-                            tuple(s for i, s in enumerate(spacing) if i != (axis if axis is not None else 2)))
-        region = region_pipeline.fit(ArrayPlanes(image, axis if axis is not None else 2), keep=False).box
+                            tuple(s for i, s in enumerate(spacing) if i != axis))
+        region = region_pipeline.fit(ArrayPlanes(image, axis), keep=False).box
         foreground = _box(label_planes.any(0))
         if foreground is None:
             continue

@@ -163,7 +163,7 @@ def _planned(cfg: Config, files: RunFiles, progress: bool) -> tuple[Config, Reci
     if not cfg.train.plan:
         return cfg, None
     recipe = read_recipe(files.recipe) if files.recipe.is_file() and files.last_checkpoint.is_file() else \
-        recipe_for(cfg, progress)
+        recipe_for(cfg)
     files.root.mkdir(parents=True, exist_ok=True)
     write_recipe(recipe, files.recipe)
     return apply_recipe(cfg, recipe, progress), recipe
