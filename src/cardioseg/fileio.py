@@ -185,3 +185,11 @@ def folder_lock(folder: str | Path, what: str, replaced_whole: bool = False) -> 
         finally:
             handle.seek(0)
             handle.truncate()
+
+
+def write_png(target: str | Path, array: Any) -> Path:
+    """An image array (H, W) or (H, W, 3) as a PNG, written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    return write_with(target, lambda tmp: Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG"))

@@ -31,8 +31,7 @@ from cardioseg.clinical.volumes import ClinicalError
 from cardioseg.config import PostprocessConfig
 from cardioseg.data.readers.dicom_frames import DicomFrames
 from cardioseg.errors import DataError
-from cardioseg.fileio import write_with
-from cardioseg.inference.outputs import write_png
+from cardioseg.fileio import write_png, write_with
 from cardioseg.inference.pipeline import Segmenter
 from cardioseg.postprocess import probabilities_to_labels
 from cardioseg.viz.cine import cine_video, plot_curve

@@ -24,7 +24,6 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pydicom
-from PIL import Image
 
 from cardioseg.artifacts import PredictionFiles
 from cardioseg.clinical.qc import assess_for_plan
@@ -32,7 +31,7 @@ from cardioseg.clinical.volumes import mask_volume
 from cardioseg.config import PredictConfig
 from cardioseg.data.readers.base import read_dicom_header
 from cardioseg.errors import DataError
-from cardioseg.fileio import atomic_path, write_with
+from cardioseg.fileio import atomic_path, write_png, write_with
 from cardioseg.inference.dicom_out import DICOM_FORMATS, OutputSeries, Structure, structures, write_dicom_seg
 from cardioseg.inference.dicom_out_rtstruct import write_rtstruct
 from cardioseg.inference.inputs import InputFile
@@ -104,8 +103,6 @@ def write_nifti_2d(target: Path, labels: np.ndarray, spacing: tuple[float, float
     return target
 
 
-def write_png(target: Path, array: np.ndarray) -> Path:
-    return write_with(target, lambda tmp: Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG"))
 
 
 def write_npy(target: Path, array: np.ndarray) -> Path:

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.fileio import safe_name, write_with
+from cardioseg.fileio import safe_name, write_png
 from cardioseg.viz.frames import grey_levels, overlay_frame
 from cardioseg.viz.slices import display_spacing, volume_slice
 from cardioseg.viz.volume3d import volume_figure, write_volume_html
@@ -33,10 +32,6 @@ class EveryCase:
         return sum(len(paths) for paths in self.overlays.values())
 
 
-def _png(target: Path, rgb: np.ndarray) -> Path:
-    return write_with(target, lambda tmp: Image.fromarray(rgb).save(tmp, format="PNG"))
-
-
 def write_every_case(prepared: PreparedDataset, predictions: Mapping[str, np.ndarray], scores: Mapping[str, float],
                      overlays_dir: Path, view_path: Callable[[str], Path]) -> EveryCase:
     """Overlays of every case into ``overlays_dir`` and a 3D view of every volume at ``view_path(case stem)``;
@@ -50,7 +45,7 @@ def write_every_case(prepared: PreparedDataset, predictions: Mapping[str, np.nda
         if image.ndim == 2:
             frame = overlay_frame(image, pred, ref, window, f"{case_id}  {dice}", prepared.spacing(case_id),
                                   class_names=names)
-            written.overlays[case_id] = [_png(overlays_dir / f"{stem}.png", frame)]
+            written.overlays[case_id] = [write_png(overlays_dir / f"{stem}.png", frame)]
             continue
         info = prepared.cases[case_id]
         axis, affine = info["slice_axis"], info.get("affine")
@@ -61,7 +56,7 @@ def write_every_case(prepared: PreparedDataset, predictions: Mapping[str, np.nda
             planes = (volume_slice(a, int(k), axis, affine) for a in (image, pred, ref))
             frame = overlay_frame(*planes, window, f"{case_id} slice {k + 1}/{pred.shape[axis]}  (volume {dice})",
                                   spacing, class_names=names)
-            paths.append(_png(overlays_dir / stem / f"slice_{k + 1:03d}.png", frame))
+            paths.append(write_png(overlays_dir / stem / f"slice_{k + 1:03d}.png", frame))
         written.overlays[case_id] = paths
         fig = volume_figure(pred, ref, prepared.spacing(case_id), np.asarray(affine) if affine else None,
                             f"{case_id} ({dice})", names)
