@@ -7,6 +7,7 @@ validation images at the original 224x224 resolution, against the reference as s
 - ``old``: `cardioseg train --no-plan --time-budget B` on the dataset prepared at 128x128 (the earlier
   defaults: U-Net-ResNet18, AdamW 1e-3, batch 16, 20 epochs, no augmentation);
 - ``planned``: `cardioseg train --time-budget B` (the recipe planned for B on this machine);
+- ``planned:ARCH``: the planned recipe around another network (``--set model.arch=ARCH``), e.g. ``planned:plain_unet``;
 - ``plain``: a plain PyTorch loop (the same U-Net-ResNet18, AdamW 1e-3, bf16 autocast where the CPU has it,
   Dice+BCE, batch 16, no schedule) on the 128x128 arrays until the budget runs out.
 
@@ -110,14 +111,15 @@ def main() -> None:
     repaired, as_stored = prepared_camus(args.out, True), prepared_camus(args.out, False)
     results = []
     for variant in args.variants.split(","):
-        run_dir = args.out / f"{variant}_{args.budget}"
+        run_dir = args.out / f"{variant.replace(':', '-')}_{args.budget}"
         started = time.perf_counter()
         if variant == "plain":
             model, curve = plain_loop(repaired, run_dir, budget_s)
             recipe = "U-Net-ResNet18 128 px, AdamW 1e-3, batch 16, bf16, no schedule"
         else:
-            cfg = load_config(overrides={"data.prepared": repaired, "train.run_dir": run_dir,
-                                         "train.time_budget": args.budget, "train.plan": variant == "planned"})
+            arch = {"model.arch": variant.split(":", 1)[1]} if variant.startswith("planned:") else {}
+            cfg = load_config(overrides={"data.prepared": repaired, "train.run_dir": run_dir, **arch,
+                                         "train.time_budget": args.budget, "train.plan": variant != "old"})
             trained = train(cfg, progress=False)
             model = trained.model_path
             log = pd.read_csv(run_dir / "logs" / "metrics.csv")
@@ -133,7 +135,8 @@ def main() -> None:
                         **scores(model, as_stored, repaired, run_dir), "curve": curve})
         print(json.dumps(results[-1]), flush=True)
     summary = {"cpu": cpu_name(), "cores": __import__("os").cpu_count(), "budget": args.budget, "results": results}
-    (args.out / f"summary_{args.budget}.json").write_text(json.dumps(summary, indent=1))
+    named = "" if args.variants == "old,planned,plain" else "_" + args.variants.replace(":", "-").replace(",", "_")
+    (args.out / f"summary_{args.budget}{named}.json").write_text(json.dumps(summary, indent=1))
     print(f"\n{summary['cpu']}, budget {args.budget}\n")
     print("| variant | recipe | Dice as stored | Dice repaired | wall s (incl. planning, preparing) |")
     print("|---|---|---|---|---|")

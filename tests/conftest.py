@@ -40,6 +40,27 @@ def sunnybrook5() -> Path:
     return _dataset("sunnybrook5")
 
 
+@pytest.fixture(scope="session")
+def msd_prepared(msd_heart_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six real MSD volumes (4 train, 1 val, 1 test), prepared at 64x64 with percentile normalisation; the raw
+    copies are in ``msd_prepared.parent / "raw"``."""
+    import shutil
+
+    from cardioseg.config import load_config
+    from cardioseg.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("msd")
+    for sub in ("imagesTr", "labelsTr"):
+        (root / "raw" / sub).mkdir(parents=True)
+        for name in ("la_003", "la_004", "la_009", "la_010", "la_011", "la_016"):
+            shutil.copy(msd_heart_la / sub / f"{name}.nii.gz", root / "raw" / sub / f"{name}.nii.gz")
+    out = root / "prepared"
+    prepare_dataset(load_config(overrides={"data.source": root / "raw", "data.prepared": out,
+                                           "preprocess.size": [64, 64], "preprocess.normalize": "percentile",
+                                           "data.split_ratios": [0.67, 0.17, 0.16]}), progress=False)
+    return out
+
+
 def copy_camus_patients(camus224: Path, dest: Path, patients: list[str]) -> Path:
     """A small CAMUS-PNG folder of real patients (all four views/phases each)."""
     import shutil

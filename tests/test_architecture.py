@@ -68,7 +68,7 @@ def _stage_file_names() -> set[str]:
     """Every file name the artifacts module defines (from its classes' properties and constants)."""
     root = Path("/x")
     names = {artifacts.CONFIG_FILE}
-    for cls in (artifacts.PreparedFiles, artifacts.RunFiles, artifacts.EvaluationFiles):
+    for cls in (artifacts.PreparedFiles, artifacts.RunFiles, artifacts.EvaluationFiles, artifacts.ZooFiles):
         instance = cls(root)
         for attr, value in vars(cls).items():
             if isinstance(value, property):

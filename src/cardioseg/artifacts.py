@@ -116,6 +116,19 @@ class RunFiles:
         return sorted(found, key=lambda f: EvaluationFiles(f).summary.stat().st_mtime, reverse=True)
 
 
+@dataclass(frozen=True)
+class ZooFiles:
+    """One ready-trained model shipped in the package (``cardioseg/zoo/<name>/``)."""
+
+    root: Path
+
+    model = property(lambda self: self.root / "model.safetensors")
+    card = property(lambda self: self.root / "card.json")
+    """what it segments, what it learnt from, how it was trained and scored, the data's licence and citation"""
+    licence = property(lambda self: self.root / "LICENSE.md")
+    """the terms of the data it learnt from, which bind the weights too"""
+
+
 def default_evaluation_dir(model: Path, data: Path, split: str) -> Path:
     """``evaluation/<dataset>-<split>`` next to the model: evaluations of other data or splits never share a folder."""
     return Path(model).parent / "evaluation" / f"{safe_name(Path(data).resolve().name)}-{safe_name(split)}"

@@ -56,6 +56,26 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _named_models(value: Any) -> Any:
+    """Model options take a file or the name of a ready-trained model (``models.zoo``)."""
+    from cardioseg.errors import CardiosegError
+    from cardioseg.models.zoo import resolve_model
+
+    if value is None:
+        return None
+    try:
+        return [resolve_model(v) for v in value] if isinstance(value, list) else resolve_model(value)
+    except CardiosegError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _model_or_folder(value: Path) -> Path:
+    """`plan show` takes folders too: a ready-trained model's name is resolved, anything else left as given."""
+    from cardioseg.models.zoo import resolve_model
+
+    return resolve_model(value, bare_names=False)
+
+
 def resolve(config: Path | None, sets: list[str] | None, **flags: Any) -> Config:
     overrides = dict(parse_override(item) for item in sets or [])
     overrides.update({k: v for k, v in flags.items() if v is not None})
@@ -218,7 +238,7 @@ def train(
 @app.command()
 @reports_errors
 def evaluate(
-    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file (.safetensors, or .onnx from `cardioseg export`); repeat for an ensemble")],
+    model: Annotated[list[Path], typer.Option("--model", "-m", callback=_named_models, help="ready-trained model name (`models --pretrained`) or model file (.safetensors, or .onnx from `cardioseg export`); repeat for an ensemble")],
     data: Annotated[Path, typer.Option("--data", "-d", help="prepared dataset, or a raw folder in a supported layout")],
     split: Annotated[str | None, typer.Option(help="train, val, test or all")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder")] = None,
@@ -253,7 +273,7 @@ def evaluate(
 @app.command()
 @reports_errors
 def compare(
-    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file; repeat, one per column")],
+    model: Annotated[list[Path], typer.Option("--model", "-m", callback=_named_models, help="ready-trained model name (`models --pretrained`) or model file; repeat, one per column")],
     data: Annotated[Path, typer.Option("--data", "-d", help="prepared dataset")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write")] = Path("compare.png"),
     name: Annotated[list[str] | None, typer.Option("--name", help="column title per model (default: its run folder)")] = None,
@@ -332,7 +352,8 @@ def plan_make(
 @plan_app.command("show")
 @reports_errors
 def plan_show(
-    path: Annotated[Path, typer.Argument(help="prepared dataset folder, run folder, checkpoint (.safetensors) or export (.onnx)")],
+    path: Annotated[Path, typer.Argument(callback=_model_or_folder, help="prepared dataset folder, run folder, checkpoint "
+                                         "(.safetensors), export (.onnx) or a ready-trained model's name")],
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
 ) -> None:
     """Print the plan of a prepared dataset, a checkpoint or an exported model."""
@@ -385,15 +406,30 @@ def demo(
 @reports_errors
 def list_models_command(
     summary: Annotated[str | None, typer.Option("--summary", help="print the size table of this architecture instead")] = None,
+    pretrained: Annotated[bool, typer.Option("--pretrained", help="list the ready-trained models shipped with cardioseg")] = False,
     encoder: Annotated[str | None, typer.Option("--encoder", help="encoder of an smp architecture (with --summary)")] = None,
     size: Annotated[int, typer.Option("--size", min=1, help="image side in pixels for the memory and GFLOPs figures")] = 256,
     classes: Annotated[int, typer.Option("--classes", min=1, help="output channels of the summarised model")] = 1,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """List the registered architectures, or with --summary ARCH measure one: parameters, memory, layers, GFLOPs."""
+    """List the registered architectures (or with --pretrained the ready-trained models), or with --summary ARCH
+    measure one: parameters, memory, layers, GFLOPs."""
     from cardioseg.models.registry import get_model_entry, list_models
     from cardioseg.models.smp_models import STUDY_ENCODERS
+
+    if pretrained:
+        from cardioseg.models.zoo import pretrained_models
+
+        zoo = Table(title="ready-trained models (use the name with -m)")
+        for column in ("name", "segments", "learnt from", "validation", "data licence"):
+            zoo.add_column(column)
+        for name, entry in pretrained_models().items():
+            card = entry.card
+            zoo.add_row(name, card.get("task", ""), card.get("data", ""), card.get("validation", {}).get("text", ""),
+                        card.get("licence", ""))
+        console.print(zoo)
+        return
 
     if summary is not None:
         from cardioseg.models.summary import summarize
@@ -401,7 +437,8 @@ def list_models_command(
         cfg = resolve(config, set_, **{"model.arch": summary, "model.encoder": encoder, "model.classes": classes})
         figures = summarize(cfg.model, size)
         described = summary + (f" ({cfg.model.encoder})" if get_model_entry(summary).uses_encoder else "")
-        table = Table(title=f"{described}, batch 1, {cfg.model.in_channels} x {size} x {size}, float32")
+        block = f" x {cfg.model.window_planes} planes" if get_model_entry(summary).spatial_dims == 3 else ""
+        table = Table(title=f"{described}, batch 1, {cfg.model.in_channels} x {size} x {size}{block}, float32")
         table.add_column("figure")
         table.add_column("value", justify="right")
         for label, value in [
@@ -455,7 +492,7 @@ def report(
 @reports_errors
 def predict(
     inputs: Annotated[list[Path], typer.Argument(help="image files, folders (searched recursively), DICOM files, NIfTI/MHD volumes")],
-    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file (.safetensors, or .onnx from `cardioseg export`); repeat for an ensemble")],
+    model: Annotated[list[Path], typer.Option("--model", "-m", callback=_named_models, help="ready-trained model name (`models --pretrained`) or model file (.safetensors, or .onnx from `cardioseg export`); repeat for an ensemble")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output folder")] = None,
     backend: Annotated[str | None, typer.Option(help="auto (the fastest measured on this machine), torch, onnx or openvino")] = None,
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="average over left-right and up-down flips")] = None,
@@ -518,7 +555,7 @@ def predict(
 def pacs(
     url: Annotated[str, typer.Option("--url", help="DICOMweb root, e.g. https://pacs.example.org/dicom-web")],
     study: Annotated[str, typer.Option("--study", help="StudyInstanceUID to segment")],
-    model: Annotated[list[Path], typer.Option("--model", "-m", help="model file; repeat for an ensemble")],
+    model: Annotated[list[Path], typer.Option("--model", "-m", callback=_named_models, help="ready-trained model name (`models --pretrained`) or model file; repeat for an ensemble")],
     series: Annotated[str | None, typer.Option("--series", help="only this SeriesInstanceUID of the study")] = None,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="file holding a bearer token or one 'Name: value' header (default: $CARDIOSEG_PACS_TOKEN)")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="local copy of the outputs")] = None,
@@ -538,7 +575,7 @@ def pacs(
 @app.command()
 @reports_errors
 def export(
-    model: Annotated[Path, typer.Option("--model", "-m", help="model file (model.safetensors)")],
+    model: Annotated[Path, typer.Option("--model", "-m", callback=_named_models, help="ready-trained model name (`models --pretrained`) or model file (model.safetensors)")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="onnx or torchscript")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="output file (default: next to the model)")] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset")] = None,
@@ -566,7 +603,7 @@ def export(
 @reports_errors
 def tune(
     inputs: Annotated[list[Path], typer.Argument(help="images, folders or volumes to measure on (the first 16 planes)")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="model file (.safetensors or .onnx)")],
+    model: Annotated[Path, typer.Option("--model", "-m", callback=_named_models, help="ready-trained model name (`models --pretrained`) or model file (.safetensors or .onnx)")],
     batch_size: Annotated[int | None, typer.Option(help="images per network call (as predict will use)")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -619,7 +656,7 @@ def sweep(
 @app.command()
 @reports_errors
 def serve(
-    model: Annotated[Path, typer.Option("--model", "-m", help="model file (model.safetensors) to serve")],
+    model: Annotated[Path, typer.Option("--model", "-m", callback=_named_models, help="ready-trained model name (`models --pretrained`) or model file (model.safetensors) to serve")],
     host: Annotated[str | None, typer.Option(help="bind address (default 127.0.0.1); 0.0.0.0 opens the app to the network")] = None,
     port: Annotated[int | None, typer.Option(help="port (default 8000)")] = None,
     config: ConfigOpt = None,

@@ -34,9 +34,14 @@ class PreprocessConfig(_Section):
     clahe: bool = False
     clahe_clip_limit: float = Field(2.0, gt=0)
     clahe_tile_grid: int = Field(8, ge=1)
-    crop: Literal["none", "center", "auto", "roi"] = Field(
+    crop: Literal["none", "center", "auto", "roi", "foreground"] = Field(
         "none", description="center: a centred box; auto: the box of the bright region; roi: the echo study's "
-        "region of interest (binarise at roi_threshold, fill holes, keep roi_window of the largest region)")
+        "region of interest (binarise at roi_threshold, fill holes, keep roi_window of the largest region); "
+        "foreground: the second stage of a two-stage model, the box of the structure (the reference when "
+        "preparing, the first-stage model's mask when predicting) widened by foreground_margin")
+    foreground_margin: float = Field(
+        0.25, ge=0, le=2, description="crop=foreground: added on each side, as a fraction of the box's own height and "
+        "width, so a first-stage mask that falls short still leaves the whole structure inside")
     crop_fraction: float = Field(0.8, gt=0, le=1, description="side of the centre crop as a fraction of the image")
     crop_pixels: int | None = Field(
         None, ge=8, description="centre crop: a square of this many pixels instead of crop_fraction (the LV-on-MRI "
@@ -87,6 +92,11 @@ class DataConfig(_Section):
     )
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     use_official_split: bool = True
+    folds: int | None = Field(
+        None, ge=2, description="k-fold cross-validation: the test split is fold `fold` of this many (patients dealt "
+        "at random with `seed`, the official split ignored); the other patients go to train and val by the "
+        "train:val ratio of split_ratios")
+    fold: int = Field(0, ge=0, description="which fold is the test split (0 to folds - 1)")
     seed: int = 0
     slice_axis: int = Field(2, ge=0, le=2)
     patient_pattern: str = Field(r"^([^_]+)", description="regex whose first group is the patient id")
@@ -111,7 +121,13 @@ class ModelConfig(_Section):
     encoder_weights: str | None = Field(
         None, description="None (random), 'imagenet' (needs a reachable download), or a local weights file"
     )
-    in_channels: int = 1
+    in_channels: int = Field(1, ge=1, description="input channels; training sets it from the plan and context_slices")
+    context_slices: int = Field(
+        0, ge=0, le=4, description="2.5D input for volumes: the k neighbouring planes on each side of a plane join it "
+        "as extra input channels (2k+1 in all), so a 2D network sees the through-plane shape; 0 segments each plane alone")
+    window_planes: int = Field(
+        32, ge=16, multiple_of=16, description="3D networks (unet3d, segresnet3d): planes per training window and per "
+        "window of the sliding-window prediction")
     classes: int = Field(1, ge=1, description="output channels; training sets it from the plan (Plan.out_channels)")
     options: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments for the factory")
 
@@ -153,6 +169,9 @@ class TrainConfig(_Section):
         False, description="fill every training setting not given explicitly (network, input size and crop, batch, "
         "learning rate, epochs, augmentation, EMA, precision) from the recipe planned for this dataset and "
         "time_budget (`cardioseg plan make`); `cardioseg train` turns it on unless --no-plan")
+    coarse_model: Path | None = Field(
+        None, description="two-stage models: the trained first-stage model (a full view at low resolution) whose "
+        "masks place the crop of this dataset's preprocess.crop=foreground; it is stored inside the new model file")
     ema_decay: float | None = Field(
         None, gt=0, lt=1, description="validate and keep an exponential moving average of the weights whose decay "
         "warms up as (1+n)/(10+n) to this value (0.99 then averages about the last 100 steps), never reaching back "

@@ -7,7 +7,9 @@ its preprocessing from it (``cardioseg.data.preprocess.Pipeline``). Nothing down
 a setting the plan holds.
 
 Version history: v1 is the first plan; v2 adds the optional training ``recipe`` that `cardioseg plan make`
-chooses from the data and a time budget (v1 plans read as v2 plans without one). Checkpoints written before
+chooses from the data and a time budget (v1 plans read as v2 plans without one); v3 adds ``context_slices``, the
+neighbouring planes a 2.5D model sees as extra channels, and ``spatial_dims``/``window_planes`` for 3D networks
+that see a block of planes at once (older plans read as 2D models of single planes). Checkpoints written before
 plans existed (header v1:
 loose ``preprocess``, ``orientation_fix``, ``labels``, ``class_names`` and ``extra.slice_axis``)
 are converted by ``plan_from_legacy_header``.
@@ -24,7 +26,7 @@ from cardioseg.config import PreprocessConfig
 from cardioseg.errors import ConfigError
 
 PLAN_FORMAT = "cardioseg-plan"
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 
 IGNORE_LABEL = 255
 """Label value of pixels whose class is not known: background or a class not drawn on that image."""
@@ -91,7 +93,10 @@ class Plan(BaseModel):
     is_3d: bool = False
     slice_axis: int = Field(2, ge=0, le=2, description="axis of a volume whose planes the network sees")
     orientation: Literal["none", "transpose"] = Field("none", description="in-plane fix applied to 2D images")
-    in_channels: int = Field(1, ge=1)
+    in_channels: int = Field(1, ge=1, description="the network's input channels: 2 * context_slices + 1 planes")
+    context_slices: int = Field(0, ge=0, description="2.5D: neighbouring planes on each side given with a volume's plane")
+    spatial_dims: Literal[2, 3] = Field(2, description="3: the network segments blocks of a volume's planes at once")
+    window_planes: int = Field(0, ge=0, description="3D networks: planes per sliding window")
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     label_map: dict[int, int] | None = Field(None, description="source label value -> class id; None keeps them")
     classes: tuple[ClassSpec, ...] = (ClassSpec(id=0, name="background"), ClassSpec(id=1, name="foreground"))
@@ -105,6 +110,11 @@ class Plan(BaseModel):
         ids = [c.id for c in self.classes]
         if not ids or ids[0] != 0 or ids != sorted(set(ids)):
             raise ConfigError(f"plan classes must start with background 0 and have distinct ascending ids, got {ids}")
+        if self.spatial_dims == 3 and (not self.is_3d or self.window_planes < 1 or self.context_slices):
+            raise ConfigError("a 3D network's plan needs volumes, a window of planes and no 2.5D context")
+        if self.in_channels % (2 * self.context_slices + 1):
+            raise ConfigError(f"a plan with {self.context_slices} neighbouring plane(s) on each side needs a multiple of "
+                              f"{2 * self.context_slices + 1} input channels, not {self.in_channels}")
         roles = [c.role for c in self.classes if c.role]
         if len(roles) != len(set(roles)):
             raise ConfigError(f"two classes of the plan claim the same role: {roles}")
@@ -152,7 +162,9 @@ class Plan(BaseModel):
         steps.append(f"normalise {norm}")
         if pre.crop != "none":
             detail = {"center": f" {pre.crop_pixels} px" if pre.crop_pixels else f" {pre.crop_fraction:g}",
-                      "roi": " window " + ",".join(f"{v:g}" for v in pre.roi_window)}.get(pre.crop, "")
+                      "roi": " window " + ",".join(f"{v:g}" for v in pre.roi_window),
+                      "foreground": f" (two-stage: the first stage's box + {pre.foreground_margin:g} each side)",
+                      }.get(pre.crop, "")
             steps.append(f"crop {pre.crop}{detail}")
         steps.append(f"resize to {pre.size[0]}x{pre.size[1]}")
         classes = ", ".join(f"{c.id} {c.name}" + (f" ({ROLE_NAMES[c.role]})" if c.role else "") for c in self.classes)
@@ -161,7 +173,11 @@ class Plan(BaseModel):
             ("plan", f"{self.format} v{self.version}"),
             ("layout", self.layout),
             ("data", f"3D volumes, sliced along axis {self.slice_axis}" if self.is_3d else "2D images"),
-            ("input", f"{self.in_channels} channel(s), {pre.size[0]}x{pre.size[1]}"),
+            ("input", f"{self.in_channels} channel(s), {pre.size[0]}x{pre.size[1]}"
+                      + (f" (2.5D: each plane with {self.context_slices} neighbour(s) on each side)"
+                         if self.context_slices else "")
+                      + (f" x {self.window_planes} planes (3D network, sliding window)" if self.spatial_dims == 3
+                         else "")),
             ("preprocessing", " -> ".join(steps)),
             ("label map", mapping),
             ("classes", classes),

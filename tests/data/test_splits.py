@@ -2,7 +2,7 @@
 
 import pytest
 
-from cardioseg.data.splits import check_disjoint, group_patients, official_split, ratio_split
+from cardioseg.data.splits import check_disjoint, fold_split, group_patients, official_split, ratio_split
 from cardioseg.errors import DataError
 
 
@@ -45,3 +45,20 @@ def test_patient_in_two_splits_is_an_error() -> None:
     check_disjoint([("a", "train"), ("a", "train"), ("b", "val")])
     with pytest.raises(DataError, match="patient a is in two splits"):
         check_disjoint([("a", "train"), ("a", "test")])
+
+
+def test_folds_put_every_patient_in_one_test_split_and_keep_duplicates_together() -> None:
+    """15 volumes as in the MSD atrium set, two of them byte-identical: 5 folds of 3 patients each."""
+    groups = [["la_005", "la_026"]] + [[f"v{i:02d}"] for i in range(13)]
+    patients = [p for g in groups for p in g]
+    tested: list[str] = []
+    for fold in range(5):
+        assignment = fold_split(groups, 5, fold, (0.8, 0.2, 0.0), seed=0)
+        assert set(assignment) == set(patients)
+        test = [p for p, s in assignment.items() if s == "test"]
+        assert len(test) == 3 and assignment["la_005"] == assignment["la_026"]
+        assert {s for p, s in assignment.items() if p not in test} == {"train", "val"}
+        tested += test
+    assert sorted(tested) == sorted(patients)  # each patient tested exactly once over the five folds
+    with pytest.raises(DataError, match="folds are numbered 0 to 4"):
+        fold_split(groups, 5, 5, (0.8, 0.2, 0.0), seed=0)

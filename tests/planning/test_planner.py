@@ -3,7 +3,6 @@ recipes that round-trip through the model file, and a planned run that beats the
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,26 +22,6 @@ from cardioseg.planning.planner import plan_recipe
 from cardioseg.training.run import train
 
 BUDGET_S = 90.0
-
-
-def _small_msd(msd_heart_la: Path, dest: Path, names: list[str]) -> Path:
-    for sub in ("imagesTr", "labelsTr"):
-        (dest / sub).mkdir(parents=True, exist_ok=True)
-        for name in names:
-            shutil.copy(msd_heart_la / sub / f"{name}.nii.gz", dest / sub / f"{name}.nii.gz")
-    return dest
-
-
-@pytest.fixture(scope="module")
-def msd_prepared(msd_heart_la: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six real MSD volumes (4 train, 1 val, 1 test), prepared at 64x64 with percentile normalisation."""
-    root = tmp_path_factory.mktemp("msd")
-    source = _small_msd(msd_heart_la, root / "raw", ["la_003", "la_004", "la_009", "la_010", "la_011", "la_016"])
-    out = root / "prepared"
-    prepare_dataset(load_config(overrides={"data.source": source, "data.prepared": out, "preprocess.size": [64, 64],
-                                           "preprocess.normalize": "percentile", "data.split_ratios": [0.67, 0.17, 0.16]}),
-                    progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +60,9 @@ def test_plans_differ_where_the_data_differs(recipes: dict[str, Recipe]) -> None
     assert camus.preprocess.normalize == "minmax"  # 8-bit echo
     assert msd.preprocess.normalize == "percentile" and sunny.preprocess.normalize == "percentile"  # MRI tails
     assert msd.preprocess.crop == "roi" and sunny.preprocess.crop == "roi"  # small structures: crop to them
+    # MSD's planes lie 1.37 mm apart at 1.25 mm pixels, the atrium across dozens of them: 2.5D; 2D images: no such key
+    assert msd.settings["model.context_slices"] == 1 and "1.37 mm apart" in msd.reasons["model.context_slices"]
+    assert "model.context_slices" not in camus.settings
     for recipe in recipes.values():
         top, bottom, left, right = recipe.preprocess.roi_window
         fp_top, fp_bottom, fp_left, fp_right = recipe.fingerprint["window"]
@@ -176,3 +158,11 @@ def test_a_given_network_without_an_encoder_is_planned_as_it_is(sunnybrook_prepa
     assert recipe.settings["model.arch"] == "plain_unet" and recipe.settings["model.encoder"] is None
     assert recipe.reasons["model.arch"] == "given" and "no interchangeable encoder" in recipe.reasons["model.encoder"]
     assert recipe.preprocess.size == (64, 64) and recipe.reasons["preprocess.size"] == "given"
+
+
+def test_a_given_3d_network_is_planned_in_windows_of_planes(msd_prepared: Path) -> None:
+    recipe = plan_recipe(PreparedDataset(msd_prepared), BUDGET_S, {"model.arch": "unet3d", "preprocess.size": (64, 64)})
+    assert recipe.settings["model.arch"] == "unet3d" and recipe.settings["model.encoder"] is None
+    assert "model.context_slices" not in recipe.settings  # a 3D network sees its neighbours already
+    assert recipe.settings["train.batch_size"] == 2 and "windows of 32 planes" in recipe.reasons["train.batch_size"]
+    assert recipe.settings["train.augment.preset"] == "none"

@@ -228,9 +228,9 @@ def test_epoch_images_draw_the_current_prediction(tmp_path: Path) -> None:
 
     from cardioseg.training.callbacks import EpochImages
 
-    images = np.zeros((2, 32, 32), np.float32)
-    images[:, 8:24, 8:24] = 1.0
-    references = (images > 0).astype(np.uint8)
+    images = np.zeros((2, 1, 32, 32), np.float32)
+    images[..., 8:24, 8:24] = 1.0
+    references = (images[:, 0] > 0).astype(np.uint8)
     references[1] = 255  # not annotated: drawn as background, not as a class
 
     class Bright(torch.nn.Module):

@@ -21,11 +21,11 @@ from rich.progress import Progress
 
 from cardioseg.anatomy import role_from_name
 from cardioseg.artifacts import PreparedFiles
-from cardioseg.config import Config
+from cardioseg.config import Config, PreprocessConfig
 from cardioseg.data.case import Case, CaseRef
 from cardioseg.data.preprocess import ArrayPlanes, Pipeline, map_labels
 from cardioseg.data.readers import detect_layout, get_reader
-from cardioseg.data.splits import check_disjoint, group_patients, official_split, ratio_split
+from cardioseg.data.splits import check_disjoint, fold_split, group_patients, official_split, ratio_split
 from cardioseg.errors import ConfigError, DataError, problem_list
 from cardioseg.fileio import atomic_dir, folder_lock, safe_name, write_json, write_text, write_with
 from cardioseg.plan import IGNORE_LABEL, ClassSpec, Plan, oriented_spacing
@@ -47,7 +47,8 @@ def _config_digest(cfg: Config, layout: str) -> str:
     relevant = {
         "format": FORMAT_VERSION,
         "layout": layout,
-        "data": cfg.data.model_dump(mode="json", exclude={"prepared", "skip_bad", "split_ratios", "seed", "use_official_split"}),
+        "data": cfg.data.model_dump(mode="json", exclude={"prepared", "skip_bad", "split_ratios", "seed", "use_official_split",
+                                                     "folds", "fold"}),
         "preprocess": cfg.preprocess.model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
@@ -57,6 +58,18 @@ def _unannotated_classes(case: Case, mapping: dict[int, int] | None) -> list[int
     """Class ids the reader says were not drawn on this case (Sunnybrook slices without an epicardial contour)."""
     sources = case.meta.get("unannotated_labels") or []
     return sorted({(mapping or {v: v for v in sources}).get(int(v), 0) for v in sources} - {0})
+
+
+def _foreground(case: Case, label: np.ndarray | None, axis: int, pre: PreprocessConfig) -> np.ndarray | None:
+    """The reference structure projected over the planes, for a two-stage model's foreground crop (None for the
+    other crops)."""
+    if pre.crop != "foreground":
+        return None
+    if label is None:
+        raise DataError("the foreground crop (the second stage of a two-stage model) is cut around the reference, and "
+                        "this case has no label", case.image_path)
+    known = (label > 0) & (label != IGNORE_LABEL)
+    return known if known.ndim == 2 else known.any(axis=axis)
 
 
 def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
@@ -71,7 +84,7 @@ def _process_case(case: Case, cfg: Config, fix: str) -> dict[str, Any]:
     label = None if label is None else pipeline.orient.apply(label)
     digest = hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
     axis = cfg.data.slice_axis
-    fitted = pipeline.fit(ArrayPlanes(image, axis))
+    fitted = pipeline.fit(ArrayPlanes(image, axis), foreground=_foreground(case, label, axis, pre))
     label_planes = None if label is None else ArrayPlanes(label, axis)
     images, labels, rows = [], [], []
     for k in range(fitted.count):
@@ -268,6 +281,8 @@ def _assign_splits(cfg: Config, cases: list[dict[str, Any]], official: dict[str,
     for case in cases:
         hashes.setdefault(case["patient_id"], []).append(case["hash"])
     groups = group_patients(patients, hashes)
+    if cfg.data.folds:
+        return fold_split(groups, cfg.data.folds, cfg.data.fold, cfg.data.split_ratios, cfg.data.seed)
     if official and cfg.data.use_official_split:
         assignment = official_split(official, groups, str(source))
         if "val" not in assignment.values():  # a train/test release: validation patients come out of train

@@ -1,7 +1,8 @@
 """The one preprocessing pipeline, built from a plan and used by prepare, train, evaluate, predict, export and the app.
 
 Steps, in this order: orientation fix (2D images) -> median filter -> CLAHE -> intensity
-normalisation -> ROI crop -> resize. Each step has ``apply``; the steps that gather statistics
+normalisation -> ROI crop -> resize. The foreground crop of a two-stage model's second stage is placed
+by a mask given to ``fit`` (the reference when preparing, the first stage's mask when predicting). Each step has ``apply``; the steps that gather statistics
 have ``fit`` (the CLAHE range, the normalisation statistics, the crop box); the steps that move
 pixels have ``invert``, which maps a prediction back onto the grid the step received; the
 normalisation has a torch twin that an export puts inside the graph.
@@ -322,20 +323,40 @@ def roi_box(plane: np.ndarray, window: tuple[float, float, float, float] = (0.0,
     return ry0, max(ry1, ry0 + 1), rx0, max(rx1, rx0 + 1)
 
 
+def foreground_box(mask: np.ndarray, margin: float) -> Box:
+    """The bounding box of ``mask`` widened by ``margin`` of its own height and width on each side (at least 4
+    pixels), clipped to the plane; the whole plane when the mask is empty (nothing found: look everywhere)."""
+    height, width = mask.shape
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if not len(rows):
+        return 0, height, 0, width
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    pad_y, pad_x = max(4, round(margin * (y1 - y0))), max(4, round(margin * (x1 - x0)))
+    return max(0, y0 - pad_y), min(height, y1 + pad_y), max(0, x0 - pad_x), min(width, x1 + pad_x)
+
+
 @dataclass(frozen=True)
 class Crop:
     """Region-of-interest crop: none, a centred fraction or square of pixels, the box of the bright region (auto),
-    or the echo study's region of interest (roi)."""
+    the echo study's region of interest (roi), or the box of a structure found beforehand (foreground)."""
 
     mode: str
     fraction: float
     pixels: int | None = None
     window: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0)
     threshold: float = 0.05
+    margin: float = 0.25
 
-    def fit(self, projection: np.ndarray) -> Box:
-        """The box for a plane, or for every plane of a volume from its normalised maximum projection."""
+    def fit(self, projection: np.ndarray, foreground: np.ndarray | None = None) -> Box:
+        """The box for a plane, or for every plane of a volume from its normalised maximum projection; ``foreground``
+        is the structure's mask (projected over a volume's planes) that the foreground crop needs."""
         height, width = projection.shape
+        if self.mode == "foreground":
+            if foreground is None:
+                raise ValueError("the foreground crop needs the structure's mask (a two-stage model's first stage)")
+            if foreground.shape != projection.shape:
+                raise ValueError(f"foreground mask of shape {foreground.shape} for planes of shape {projection.shape}")
+            return foreground_box(foreground, self.margin)
         if self.mode == "center":
             return center_box((height, width), self.fraction, self.pixels)
         if self.mode == "auto":
@@ -398,15 +419,17 @@ class Pipeline:
         self.median = MedianFilter(pre.median_filter)
         self.clahe = Clahe(pre.clahe_clip_limit, pre.clahe_tile_grid) if pre.clahe else None
         self.normalize = Normalize(pre.normalize, pre.percentiles)
-        self.crop = Crop(pre.crop, pre.crop_fraction, pre.crop_pixels, pre.roi_window, pre.roi_threshold)
+        self.crop = Crop(pre.crop, pre.crop_fraction, pre.crop_pixels, pre.roi_window, pre.roi_threshold,
+                         pre.foreground_margin)
         self.resize = Resize(pre.size)
 
     @classmethod
     def from_plan(cls, plan: Plan) -> Pipeline:
         return cls(plan.preprocess, "none" if plan.is_3d else plan.orientation)
 
-    def fit(self, source: PlaneSource, keep: bool = True) -> FittedPipeline:
-        """Gather the statistics of every plane of ``source`` (one image, or a whole volume)."""
+    def fit(self, source: PlaneSource, keep: bool = True, foreground: np.ndarray | None = None) -> FittedPipeline:
+        """Gather the statistics of every plane of ``source`` (one image, or a whole volume); ``foreground`` (the
+        structure's mask, projected over the planes) places a foreground crop."""
         count = source.count
         filtered: list[np.ndarray] | None = None
         clahe_range: Stats | None = None
@@ -430,7 +453,7 @@ class Pipeline:
             if kept is not None:
                 kept.append(plane)
         stats = accumulator.result()
-        box = self.crop.fit(self.normalize.apply(top if top is not None else first, stats))
+        box = self.crop.fit(self.normalize.apply(top if top is not None else first, stats), foreground)
         return FittedPipeline(self, source, stats, clahe_range, box, kept)
 
     def _denoised(self, plane: np.ndarray, clahe_range: Stats | None) -> np.ndarray:
@@ -438,9 +461,11 @@ class Pipeline:
         plane = self.median.apply(plane)
         return plane if self.clahe is None or clahe_range is None else self.clahe.apply(plane, clahe_range)
 
-    def image(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        """A 2D image as stored -> (network input, geometry on the oriented grid)."""
-        return self.fit(ArrayPlanes(self.orient.apply(image))).image(0)
+    def image(self, image: np.ndarray, foreground: np.ndarray | None = None) -> tuple[np.ndarray, Geometry]:
+        """A 2D image as stored -> (network input, geometry on the oriented grid); ``foreground`` on the image's
+        stored grid, for a foreground crop."""
+        mask = None if foreground is None else self.orient.apply(foreground)
+        return self.fit(ArrayPlanes(self.orient.apply(image)), foreground=mask).image(0)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Patient-level splits: official split files when a layout has them, else seeded ratios.
+"""Patient-level splits: official split files when a layout has them, else seeded ratios, or k-fold
+cross-validation (each patient in the test split of exactly one of the k folds).
 
 Patients whose images are byte-identical (found by content hash, e.g. MSD la_005 and la_026)
 are grouped and always land in the same split, so no image is ever seen in training and test.
@@ -55,6 +56,30 @@ def ratio_split(groups: list[list[str]], ratios: tuple[float, float, float], see
         counts[name] += len(group)
         for patient in group:
             assignment[patient] = name
+    return assignment
+
+
+def fold_split(groups: list[list[str]], folds: int, fold: int, ratios: tuple[float, float, float],
+               seed: int) -> dict[str, str]:
+    """Fold ``fold`` of ``folds``: its share of the groups is the test split, the rest go to train and val by the
+    train:val ratio. Groups are shuffled with ``seed`` and dealt so fold sizes differ by at most the largest group;
+    the same seed gives disjoint test splits across the folds that cover every patient once."""
+    if not 0 <= fold < folds:
+        raise DataError(f"fold {fold} does not exist: folds are numbered 0 to {folds - 1}")
+    if len(groups) < folds:
+        raise DataError(f"{len(groups)} patient group(s) cannot fill {folds} folds")
+    order = groups[:]
+    random.Random(seed).shuffle(order)
+    sizes = [0] * folds
+    member: list[list[list[str]]] = [[] for _ in range(folds)]
+    for group in sorted(order, key=len, reverse=True):  # stable: equal sizes keep the shuffled order
+        smallest = sizes.index(min(sizes))
+        member[smallest].append(group)
+        sizes[smallest] += len(group)
+    rest = [g for k, groups_k in enumerate(member) if k != fold for g in groups_k]
+    train_ratio, val_ratio, _ = ratios
+    assignment = ratio_split(rest, (train_ratio, val_ratio, 0.0), seed)
+    assignment.update({patient: "test" for group in member[fold] for patient in group})
     return assignment
 
 

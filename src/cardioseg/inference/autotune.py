@@ -24,7 +24,7 @@ import numpy as np
 
 from cardioseg.errors import CardiosegError
 from cardioseg.inference.backend_cache import Choice, Trial, cached_choice, remember
-from cardioseg.inference.members import RunOptions, auto_key, find_export, load_member
+from cardioseg.inference.members import RunOptions, auto_key, find_export, load_member, model_plan, torch_only
 from cardioseg.inference.openvino_backend import openvino_available
 from cardioseg.inference.quantize import mask_agreement, masks
 from cardioseg.runtime import cpu_supports_bf16
@@ -119,7 +119,7 @@ def measure_if_worthwhile(model: Path, options: RunOptions, n_planes: int, sampl
 
     ``load_member`` then finds the choice in the cache (or applies the rule) and says why.
     """
-    if options.backend != "auto":
+    if options.backend != "auto" or torch_only(model_plan(model)):
         return None
     if not refresh and (n_planes < MIN_PLANES_TO_MEASURE or cached_choice(auto_key(model, options.batch_size))):
         return None

@@ -1,4 +1,4 @@
-"""What every inference backend offers: normalised images (N, H, W) in, probabilities (N, C, H, W) out."""
+"""What every inference backend offers: normalised images (N, H, W) or (N, C, H, W) in, probabilities (N, C, H, W) out."""
 
 from __future__ import annotations
 
@@ -8,8 +8,20 @@ from typing import Protocol
 import numpy as np
 
 
+def network_input(batch: np.ndarray, channels: int) -> np.ndarray:
+    """A batch as the network takes it, (N, channels, H, W) float32.
+
+    Images (N, H, W) gain the channel axis; a 2.5D model (``Plan.context_slices``) given lone 2D images sees
+    each one as its own neighbours, as the edge planes of a volume see themselves.
+    """
+    x = np.ascontiguousarray(batch, dtype=np.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    return np.ascontiguousarray(np.repeat(x, channels, axis=1)) if x.shape[1] == 1 and channels > 1 else x
+
+
 class Backend(Protocol):
-    """Normalised images (N, H, W) -> probabilities (N, C, H, W)."""
+    """Normalised images (N, H, W) or (N, C, H, W) -> probabilities (N, C, H, W)."""
 
     batch_size: int
     seconds: float

@@ -20,7 +20,7 @@ from cardioseg.data.preprocess import Normalize
 
 
 class DeployableModel(nn.Module):
-    """normalise -> network -> sigmoid (one channel) or softmax: (B, 1, H, W) -> (B, C, H, W)."""
+    """normalise -> network -> sigmoid (one channel) or softmax: (B, C_in, H, W) -> (B, C, H, W)."""
 
     def __init__(self, network: nn.Module, normalize: Normalize, binary: bool) -> None:
         super().__init__()

@@ -1,6 +1,6 @@
 """`cardioseg export`: a checkpoint as one deployable file (ONNX or TorchScript) plus a JSON sidecar.
 
-The exported graph is ``DeployableModel``: raw single-channel image (B, 1, H, W) float32 at the
+The exported graph is ``DeployableModel``: raw image (B, C, H, W) float32 (C = 1, or a 2.5D model's planes) at the
 network input size -> intensity normalisation -> network -> probabilities (B, C, H, W). A second,
 optional input ``stats`` (two floats, default NaN = per-image statistics) overrides the
 normalisation statistics; in the ONNX file its default is stored as an initializer, so
@@ -74,7 +74,8 @@ def example_input(bundle: ModelBundle, batch: int = 2, seed: int = 0) -> torch.T
     """Smooth random images in 0..255 at the network input size (for tracing and the parity check)."""
     generator = torch.Generator().manual_seed(seed)
     height, width = bundle.plan.preprocess.size
-    coarse = torch.rand(batch, 1, max(2, height // 8), max(2, width // 8), generator=generator)
+    channels = bundle.model_cfg.in_channels
+    coarse = torch.rand(batch, channels, max(2, height // 8), max(2, width // 8), generator=generator)
     return 255.0 * torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)
 
 
@@ -90,8 +91,9 @@ def sidecar(bundle: ModelBundle, fmt: str, cfg: ExportConfig, checkpoint_sha256:
         "opset": cfg.opset if fmt == "onnx" else None,
         "checkpoint_sha256": checkpoint_sha256,
         "inputs": {
-            "image": {"shape": ["batch" if cfg.dynamic_batch else 1, 1, height, width], "dtype": "float32",
-                      "meaning": "raw intensities after the steps listed in outside_graph"},
+            "image": {"shape": ["batch" if cfg.dynamic_batch else 1, bundle.model_cfg.in_channels, height, width],
+                      "dtype": "float32", "meaning": "raw intensities after the steps listed in outside_graph; a 2.5D "
+                      "model's channels are a plane between its plan's context_slices neighbours on each side"},
             "stats": {"shape": [2], "dtype": "float32", "default": [None, None],
                       "meaning": "(low, high) or (mean, std) for every image of the batch; NaN = per image"},
         },
@@ -150,6 +152,9 @@ def export_bundle(bundle: ModelBundle, out: Path, cfg: ExportConfig, checkpoint_
     Both are written under temporary names and checked before they replace anything at ``out``.
     """
     out = Path(out)
+    if bundle.plan.spatial_dims == 3 or bundle.coarse is not None:
+        raise ConfigError(("a 3D network" if bundle.plan.spatial_dims == 3 else "a two-stage model") + " is not "
+                          "exported: it runs in PyTorch (cardioseg predict, evaluate and serve run the checkpoint)")
     if cfg.int8 and cfg.format != "onnx":
         raise ConfigError(f"--int8 writes ONNX; it cannot be combined with --format {cfg.format}")
     out.parent.mkdir(parents=True, exist_ok=True)

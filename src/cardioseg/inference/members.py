@@ -31,7 +31,7 @@ from cardioseg.inference.export import export_bundle
 from cardioseg.inference.onnx_backend import OnnxBackend, onnx_parameter_count
 from cardioseg.inference.openvino_backend import OpenVinoBackend, openvino_available
 from cardioseg.inference.torch_backend import TorchBackend
-from cardioseg.models.checkpoint import load_bundle
+from cardioseg.models.checkpoint import ModelBundle, load_bundle
 from cardioseg.models.factory import count_parameters
 from cardioseg.plan import Plan
 from cardioseg.runtime import cache_dir, cpu_supports_bf16
@@ -54,6 +54,8 @@ class Member:
     precision: str = "32"
     why: str = ""
     """Why ``--backend auto`` chose this backend (empty when it was asked for by name)."""
+    coarse: Member | None = None
+    """A two-stage model's first stage, whose masks place this model's foreground crop."""
     pipeline: Pipeline = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,20 +93,40 @@ def load_member(path: Path, options: RunOptions, scratch: Path, index: int = 0) 
         file_precision = str(read_sidecar(path).get("precision", "32"))
         return _exported_member(path, path, backend, _export_precision(backend, precision, file_precision, path),
                                 options, why=why)
+    reason = torch_only(model_plan(path))
+    if backend != "torch" and reason:
+        raise ConfigError(f"{reason}: use --backend torch or auto, not {backend}", path)
     if backend == "torch":
         if precision == "int8":
             raise ConfigError("int8 runs on the onnx or openvino backend, from an `export --int8` file")
         bundle = load_bundle(path)
-        predictor = TorchBackend(bundle, precision=precision, batch_size=options.batch_size)
-        resolved = "bf16" if predictor.autocast else "32"
-        return Member(path, "torch", predictor, bundle.plan, bundle.model_cfg, count_parameters(bundle.model),
-                      precision=resolved, why=why)
+        return _torch_member(path, bundle, precision, options, why)
     exported, runs = export_for(path, precision == "int8", scratch, index)
     return _exported_member(path, exported, backend, _export_precision(backend, precision, "32", path), options, runs, why)
 
 
+def torch_only(plan: Plan) -> str:
+    """Why a model runs on PyTorch only (empty when any backend runs it)."""
+    if plan.spatial_dims == 3:
+        return "a 3D network runs on PyTorch only (sliding windows over the planes)"
+    if plan.preprocess.crop == "foreground":
+        return "a two-stage model runs on PyTorch only (its first stage places the second's crop)"
+    return ""
+
+
+def _torch_member(path: Path, bundle: ModelBundle, precision: str, options: RunOptions, why: str = "") -> Member:
+    predictor = TorchBackend(bundle, precision=precision, batch_size=options.batch_size)
+    coarse = None if bundle.coarse is None else _torch_member(path, bundle.coarse, precision, options)
+    parameters = count_parameters(bundle.model) + (coarse.n_parameters if coarse else 0)
+    return Member(path, "torch", predictor, bundle.plan, bundle.model_cfg, parameters,
+                  precision="bf16" if predictor.autocast else "32", why=why, coarse=coarse)
+
+
 def resolve_auto(path: Path, options: RunOptions) -> tuple[str, str, str]:
     """(backend, precision, why) for ``--backend auto``: the cached measurement, else the rule without one."""
+    reason = torch_only(model_plan(path))
+    if reason:
+        return "torch", options.precision, reason
     choice = cached_choice(auto_key(path, options.batch_size))
     if choice is not None:
         return choice.backend, choice.precision, f"measured on this machine: {choice.reason}"

@@ -10,7 +10,7 @@ import numpy as np
 
 from cardioseg.data.preprocess import IDENTITY_STATS
 from cardioseg.errors import CheckpointError
-from cardioseg.inference.backend import BatchedBackend
+from cardioseg.inference.backend import BatchedBackend, network_input
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -56,14 +56,14 @@ class OnnxBackend(BatchedBackend):
     def __init__(self, path: Path, batch_size: int = 16, threads: int | None = None) -> None:
         self.path = Path(path)
         self.session = open_session(self.path, threads)
-        batch_dim = self.session.get_inputs()[0].shape[0]
+        batch_dim, self.channels = self.session.get_inputs()[0].shape[:2]
         self.batch_size = batch_size if not isinstance(batch_dim, int) else batch_dim
         self.stats = np.asarray(IDENTITY_STATS, np.float32)
         self.seconds = 0.0
         self.images_seen = 0
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(batch, dtype=np.float32)[:, None]
+        x = network_input(batch, self.channels)
         started = time.perf_counter()
         out = self.session.run(None, {"image": x, "stats": self.stats})[0]
         self.seconds += time.perf_counter() - started

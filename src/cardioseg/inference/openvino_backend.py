@@ -17,7 +17,7 @@ import numpy as np
 
 from cardioseg.data.preprocess import IDENTITY_STATS
 from cardioseg.errors import CheckpointError
-from cardioseg.inference.backend import BatchedBackend
+from cardioseg.inference.backend import BatchedBackend, network_input
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -79,8 +79,8 @@ class OpenVinoBackend(BatchedBackend):
         self.path = Path(path)
         self.precision = precision
         model = read_model(self.path)
-        height, width = (int(d.get_length()) for d in list(model.input("image").get_partial_shape())[2:])
-        model.reshape({"image": [batch_size, 1, height, width]})
+        self.channels, height, width = (int(d.get_length()) for d in list(model.input("image").get_partial_shape())[1:])
+        model.reshape({"image": [batch_size, self.channels, height, width]})
         try:
             self.request = compile_model(model, precision, threads, hint).create_infer_request()
         except Exception as exc:  # OpenVINO's own RuntimeError subclasses
@@ -91,7 +91,7 @@ class OpenVinoBackend(BatchedBackend):
         self.images_seen = 0
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(batch, dtype=np.float32)[:, None]
+        x = network_input(batch, self.channels)
         if len(x) < self.batch_size:  # a run's last, partial batch: padding costs less than compiling its shape
             x = np.concatenate([x, np.zeros((self.batch_size - len(x), *x.shape[1:]), np.float32)])
         started = time.perf_counter()

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from cardioseg.config import ExportConfig
+from cardioseg.data.dataset import context_rows
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import CheckpointError, ConfigError, DataError
 from cardioseg.fileio import write_bytes
+from cardioseg.inference.backend import network_input
 from cardioseg.inference.onnx_backend import OnnxBackend
 from cardioseg.models.checkpoint import ModelBundle
 from cardioseg.plan import Plan
@@ -73,8 +75,10 @@ def calibration_images(prepared: PreparedDataset, plan: Plan, count: int) -> tup
     held_out = next((rows for split in ("val", "test") if len(rows := prepared.indices(split))), np.array([], int))
     if not len(train) or not len(held_out):
         raise DataError("an int8 calibration dataset needs a train split and a val or test split", prepared.root)
-    return (np.asarray(prepared.images[_evenly(train, count)], np.float32),
-            np.asarray(prepared.images[_evenly(held_out, HELD_OUT_IMAGES)], np.float32))
+    def planes(rows: np.ndarray) -> np.ndarray:  # a 2.5D model's inputs are its planes with their neighbours
+        return np.asarray(prepared.images[context_rows(prepared.manifest, rows, plan.context_slices)], np.float32)
+
+    return planes(_evenly(train, count)), planes(_evenly(held_out, HELD_OUT_IMAGES))
 
 
 def _evenly(rows: np.ndarray, count: int) -> np.ndarray:
@@ -83,13 +87,13 @@ def _evenly(rows: np.ndarray, count: int) -> np.ndarray:
 
 
 def quantize_static_int8(fp32: Path, out: Path, calibration: np.ndarray) -> Path:
-    """Write the QDQ int8 model of ``fp32`` calibrated on normalised images (N, H, W)."""
+    """Write the QDQ int8 model of ``fp32`` calibrated on normalised images (N, H, W) or (N, C, H, W)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
-            feeds = ({"image": calibration[i : i + 16, None], "stats": np.array([0.0, 1.0], np.float32)}
+            feeds = ({"image": network_input(calibration[i : i + 16], 1), "stats": np.array([0.0, 1.0], np.float32)}
                      for i in range(0, len(calibration), 16))
             self.feeds = iter(feeds)
 

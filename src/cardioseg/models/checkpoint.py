@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -25,6 +26,9 @@ from cardioseg.fileio import write_with
 from cardioseg.models.factory import build_model
 from cardioseg.plan import Plan
 
+COARSE_PREFIX = "coarse::"
+"""weights of a two-stage model's first stage, stored in the same file under this prefix"""
+
 
 @dataclass
 class ModelBundle:
@@ -34,8 +38,12 @@ class ModelBundle:
     model_cfg: ModelConfig
     plan: Plan
     extra: dict[str, Any] = field(default_factory=dict)
+    coarse: ModelBundle | None = None
+    """A two-stage model's first stage: its masks place this network's foreground crop (stored in the same file)."""
 
     def __post_init__(self) -> None:
+        if (self.plan.preprocess.crop == "foreground") != (self.coarse is not None):
+            raise CheckpointError("a foreground crop needs the first-stage model that places it, and only it has one")
         if self.model_cfg.classes != self.plan.out_channels:
             raise CheckpointError(f"the network has {self.model_cfg.classes} output channel(s) but its plan's "
                                   f"{len(self.plan.foreground)} class(es) need {self.plan.out_channels}")
@@ -52,13 +60,18 @@ class ModelBundle:
             "model": self.model_cfg.model_dump(mode="json"),
             "plan": self.plan.model_dump(mode="json"),
             "extra": self.extra,
+            **({} if self.coarse is None else {"coarse": {"model": self.coarse.model_cfg.model_dump(mode="json"),
+                                                         "plan": self.coarse.plan.model_dump(mode="json")}}),
         }
 
 
-def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
-    """Write weights and header atomically; weights are stored as float32 contiguous tensors."""
-    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in bundle.model.state_dict().items()}
+def save_bundle(bundle: ModelBundle, path: str | Path, half: bool = False) -> Path:
+    """Write weights and header atomically; weights are stored as float32 contiguous tensors, or float16 with
+    ``half`` (half the file, for shipped models; ``load_bundle`` loads either into the float32 network)."""
+    stored = torch.float16 if half else torch.float32
+    parts = [("", bundle.model)] + ([] if bundle.coarse is None else [(COARSE_PREFIX, bundle.coarse.model)])
+    state = {prefix + k: v.detach().to("cpu", stored if v.is_floating_point() else v.dtype).contiguous()
+             for prefix, model in parts for k, v in model.state_dict().items()}
     metadata = {HEADER_KEY: json.dumps(bundle.header())}
     return write_with(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
@@ -66,12 +79,33 @@ def save_bundle(bundle: ModelBundle, path: str | Path) -> Path:
 def load_bundle(path: str | Path) -> ModelBundle:
     """Rebuild the network from its header and load the weights (strictly)."""
     header = read_model_header(Path(path))
-    model_cfg = ModelConfig.model_validate({**header["model"], "encoder_weights": None})
-    model = build_model(model_cfg)
     try:
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except (RuntimeError, SafetensorError) as exc:
+        weights = load_file(str(path))
+    except SafetensorError as exc:
+        raise CheckpointError(f"unreadable weights ({str(exc)[:300]})", path) from None
+    coarse = None
+    if "coarse" in header:
+        stage = header["coarse"]
+        try:
+            coarse_cfg, coarse_plan = ModelConfig.model_validate(stage["model"]), Plan.model_validate(stage["plan"])
+        except (ValidationError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"malformed first-stage header ({str(exc)[:200]})", path) from None
+        coarse_state = {k[len(COARSE_PREFIX):]: v for k, v in weights.items() if k.startswith(COARSE_PREFIX)}
+        coarse = ModelBundle(_network(coarse_cfg, coarse_state, path), coarse_cfg, coarse_plan)
+    model_cfg = ModelConfig.model_validate({**header["model"], "encoder_weights": None})
+    own = {k: v for k, v in weights.items() if not k.startswith(COARSE_PREFIX)}
+    try:
+        return ModelBundle(model=_network(model_cfg, own, path), model_cfg=model_cfg,
+                           plan=Plan.model_validate(header["plan"]), extra=header.get("extra", {}), coarse=coarse)
+    except CheckpointError as exc:
+        raise CheckpointError(exc.problem, path) from None
+
+
+def _network(model_cfg: ModelConfig, state: dict[str, torch.Tensor], path: str | Path) -> nn.Module:
+    """The registry's network of ``model_cfg`` with ``state`` loaded strictly, in eval mode."""
+    model = build_model(model_cfg.model_copy(update={"encoder_weights": None}))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
         raise CheckpointError(f"weights do not fit {model_cfg.arch}/{model_cfg.encoder}: {str(exc)[:300]}", path) from None
-    model.eval()
-    return ModelBundle(model=model, model_cfg=model_cfg, plan=Plan.model_validate(header["plan"]),
-                       extra=header.get("extra", {}))
+    return model.eval()

@@ -5,7 +5,8 @@ factory (in ``smp_models``, ``unet``, ``custom_nets`` or ``baselines``) and one 
 which modules happen to have been imported. Each factory takes ``in_channels``, ``classes`` and
 the keyword options it understands (``ModelConfig.options``; smp factories also ``encoder`` and
 ``encoder_weights``) and returns an ``nn.Module`` mapping (B, in_channels, H, W) to
-(B, classes, H, W) logits.
+(B, classes, H, W) logits; a 3D network (``spatial_dims`` 3, in ``volumetric``) maps (B, in_channels, D, H, W)
+to (B, classes, D, H, W).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cardioseg.models.custom_nets import (
 )
 from cardioseg.models.smp_models import FAST_DECODER_CHANNELS, smp_factory
 from cardioseg.models.unet import plain_unet, plain_unet_512
+from cardioseg.models.volumetric import segresnet3d, unet3d
 
 Factory = Callable[..., nn.Module]
 
@@ -39,6 +41,8 @@ class RegisteredModel:
     factory: Factory
     uses_encoder: bool
     description: str
+    spatial_dims: int = 2
+    """3 for a network that segments a block of a volume's planes at once"""
 
 
 MODELS: dict[str, RegisteredModel] = {
@@ -92,6 +96,14 @@ MODELS: dict[str, RegisteredModel] = {
     "threshold": RegisteredModel(
         "threshold", intensity_threshold, False,
         "classical baseline: one global intensity threshold (2 fitted numbers, no features; train with lr 0.05)",
+    ),
+    "unet3d": RegisteredModel(
+        "unet3d", unet3d, False, "3D (volumes only): MONAI residual U-Net 16..256, sliding window over the planes",
+        spatial_dims=3,
+    ),
+    "segresnet3d": RegisteredModel(
+        "segresnet3d", segresnet3d, False, "3D (volumes only): MONAI SegResNet 8..64, sliding window over the planes",
+        spatial_dims=3,
     ),
 }
 

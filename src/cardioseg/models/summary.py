@@ -14,6 +14,7 @@ MB are 10^6 bytes, GFLOPs are 2 x MACs / 10^9 (one multiply and one add per MAC)
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,7 @@ from torch import nn
 from cardioseg.config import ModelConfig
 from cardioseg.errors import ConfigError
 from cardioseg.models.factory import build_model
+from cardioseg.models.registry import get_model_entry
 
 BYTES_PER_MB = 1e6
 
@@ -54,19 +56,18 @@ class ModelSummary:
 
 def _conv_or_linear_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
     """MACs of one call of a convolution, transposed convolution or linear layer (bias not counted)."""
-    if isinstance(module, nn.Conv2d):
-        kernel = module.kernel_size[0] * module.kernel_size[1]
-        return output.numel() * (module.in_channels // module.groups) * kernel
-    if isinstance(module, nn.ConvTranspose2d):
-        kernel = module.kernel_size[0] * module.kernel_size[1]
-        return inputs[0].numel() * (module.out_channels // module.groups) * kernel
+    if isinstance(module, nn.Conv2d | nn.Conv3d):
+        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    if isinstance(module, nn.ConvTranspose2d | nn.ConvTranspose3d):
+        return inputs[0].numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.Linear):
         return output.numel() * module.in_features
     return 0
 
 
-def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256) -> ModelSummary:
-    """Measure ``model`` on one ``in_channels`` x ``size`` x ``size`` image.
+def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256, planes: int | None = None) -> ModelSummary:
+    """Measure ``model`` on one ``in_channels`` x ``size`` x ``size`` image (a 3D network: one block of ``planes``
+    such planes).
 
     The forward pass runs in training mode (what the backward pass of training keeps) on a copy,
     so ``model`` itself, its BatchNorm statistics included, is left untouched.
@@ -94,10 +95,11 @@ def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256) 
     handles = [
         m.register_forward_hook(count_macs)
         for m in probe.modules()
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Conv3d | nn.ConvTranspose3d | nn.Linear)
     ]
     dtype = params[0].dtype if params else torch.float32
-    image = torch.randn(1, in_channels, size, size, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    shape = (size, size) if planes is None else (planes, size, size)
+    image = torch.randn(1, in_channels, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             probe(image)
@@ -120,5 +122,7 @@ def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256) 
 
 
 def summarize(cfg: ModelConfig, size: int = 256) -> ModelSummary:
-    """The summary of the network ``cfg`` describes (built from the registry, random weights)."""
-    return summarize_model(build_model(cfg), in_channels=cfg.in_channels, size=size)
+    """The summary of the network ``cfg`` describes (built from the registry, random weights); a 3D network's
+    figures are per window of ``cfg.window_planes`` planes."""
+    planes = cfg.window_planes if get_model_entry(cfg.arch).spatial_dims == 3 else None
+    return summarize_model(build_model(cfg), in_channels=cfg.in_channels, size=size, planes=planes)

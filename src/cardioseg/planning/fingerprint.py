@@ -46,6 +46,10 @@ class Fingerprint:
     (the box of its largest bright region, which is what the roi crop finds again at prediction time)"""
     region_shape: tuple[int, int]
     """median size of that region of interest, in original pixels"""
+    slice_mm: float | None = None
+    """volumes: median distance between neighbouring planes, when every training volume has a spacing"""
+    foreground_depth: float = 1.0
+    """volumes: median number of planes a training volume's foreground spans (1 for 2D images)"""
 
     def as_dict(self) -> dict[str, object]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -79,7 +83,7 @@ def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) 
         picked = np.random.default_rng(seed).choice(len(labelled), size=max_cases, replace=False)
         labelled = [labelled[i] for i in sorted(picked)]
     region_pipeline = Pipeline(REGION)
-    shapes, regions, tails, fractions, spacings = [], [], [], [], []
+    shapes, regions, tails, fractions, spacings, slice_gaps, depths = [], [], [], [], [], [], []
     eight_bit, planes_total, planes_with = True, 0, 0
     top, bottom, left, right = 1.0, 0.0, 1.0, 0.0
     for case_id in labelled:
@@ -92,6 +96,8 @@ def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) 
         planes_total += len(label_planes)
         per_plane = label_planes.reshape(len(label_planes), -1).mean(1)
         planes_with += int((per_plane > 0).sum())
+        if image.ndim == 3 and (per_plane > 0).any():
+            depths.append(int(np.flatnonzero(per_plane > 0)[-1] - np.flatnonzero(per_plane > 0)[0] + 1))
         fractions.extend(per_plane[per_plane > 0].tolist())
         finite = image[np.isfinite(image)] if image.dtype.kind == "f" else image
         low, p_low, p_high, high = (float(v) for v in np.percentile(finite, (0, 0.5, 99.5, 100)))
@@ -100,6 +106,8 @@ def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) 
         if spacing := prepared.spacing(case_id):
             spacings.append(tuple(spacing[:2]) if image.ndim == 2 else
                             tuple(s for i, s in enumerate(spacing) if i != axis))
+            if image.ndim == 3:
+                slice_gaps.append(float(spacing[axis]))
         region = region_pipeline.fit(ArrayPlanes(image, axis), keep=False).box
         foreground = _box(label_planes.any(0))
         if foreground is None:
@@ -126,4 +134,6 @@ def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) 
         foreground_planes=round(planes_with / max(planes_total, 1), 4),
         window=tuple(round(float(np.clip(v, 0, 1)), 4) for v in (top, bottom, left, right)),  # type: ignore[arg-type]
         region_shape=tuple(int(v) for v in np.median(np.array(regions), axis=0)),  # type: ignore[arg-type]
+        slice_mm=float(np.median(slice_gaps)) if slice_gaps and len(slice_gaps) == len(labelled) else None,
+        foreground_depth=float(np.median(depths)) if depths else 1.0,
     )

@@ -15,7 +15,10 @@ what it chose, for `cardioseg plan make --explain`:
   so that the budget, not an epoch count, ends the run;
 - augmentation strength from the number of passes the budget allows; no flips, since no cardiac view is
   its own mirror image, and so no flip TTA;
-- an exponential moving average of the weights once the run is long enough for one to settle.
+- an exponential moving average of the weights once the run is long enough for one to settle;
+- volumes: 2.5D input (a plane with one neighbour on each side as extra channels) when the planes lie close
+  enough, against the pixel size, for a neighbour to show the same structure and the structure spans several
+  planes; else each plane alone.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ TRAIN_SHARE = 0.85
 """share of the budget spent in optimiser steps (the rest: validation, data loading, checkpoints)"""
 CROP_BELOW = 0.7
 """crop when the foreground window covers less than this share of the region of interest"""
+CONTEXT_MAX_GAP = 3.0
+"""2.5D only when neighbouring planes are at most this many in-plane pixels apart"""
+CONTEXT_MIN_DEPTH = 5
+"""and the structure spans at least this many planes"""
 CROP_MARGIN = 0.05
 """margin added on each side of the foreground window, as a fraction of the region"""
 REFERENCE_SIZE = 128
@@ -77,6 +84,22 @@ def _crop(fp: Fingerprint) -> tuple[dict[str, Any], dict[str, str], tuple[float,
             (window[1] - window[0], window[3] - window[2]))
 
 
+def _context(fp: Fingerprint) -> tuple[int, str]:
+    """How many neighbouring planes on each side join a volume's plane, and why."""
+    pixel = min(fp.spacing_mm) if fp.spacing_mm else None
+    gap = fp.slice_mm / pixel if fp.slice_mm and pixel else None
+    if gap is not None and gap > CONTEXT_MAX_GAP:
+        return 0, (f"planes {fp.slice_mm:g} mm apart, {gap:.1f} pixels: too far apart for a neighbour to show the "
+                   "same structure; each plane alone")
+    if fp.foreground_depth < CONTEXT_MIN_DEPTH:
+        return 0, (f"the structure spans {fp.foreground_depth:g} planes: too few for its neighbours to help; each "
+                   "plane alone")
+    where = f"planes {fp.slice_mm:g} mm apart ({gap:.1f} pixels)" if gap is not None else "planes of unknown spacing"
+    return 1, (f"{where}, the structure spanning {fp.foreground_depth:g} of them: each plane with one neighbour on "
+               "each side as extra channels (2.5D), so the network sees the through-plane shape for the cost of its "
+               "first convolution")
+
+
 def _fmt(window: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in window) + ")"
 
@@ -105,6 +128,14 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
     if "percentiles" in norm:
         reasons["preprocess.percentiles"] = "the 0.5 and 99.5 percentiles of each image or volume map to 0 and 1"
     crop, crop_why, share = _crop(fp)
+    if base["crop"] == "foreground":  # a two-stage model's second stage: its crop was chosen with its first stage
+        structure = math.sqrt(fp.foreground_fraction) * (1 + 2 * base["foreground_margin"])
+        crop, share = {"crop": "foreground", "foreground_margin": base["foreground_margin"]}, (structure, structure)
+        crop_why = {"crop": "the second stage of a two-stage model (prepared with the foreground crop): the box of "
+                            "the structure the first stage finds, widened by foreground_margin"}
+        native_shape = fp.plane_shape
+    else:
+        native_shape = fp.region_shape
     pre.update(crop)
     reasons.update({f"preprocess.{k}": v for k, v in crop_why.items()})
     for key in [k for k in fixed if k.startswith("preprocess.")]:
@@ -114,22 +145,32 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
     network = {key: fixed.get(key, value) for key, value in NETWORK.items()}
     if not get_model_entry(network["model.arch"]).uses_encoder:
         network["model.encoder"] = None
-    model_cfg = ModelConfig(arch=network["model.arch"], encoder=network["model.encoder"],
-                            encoder_weights=fixed.get("model.encoder_weights"),
-                            in_channels=prepared.plan.in_channels, classes=prepared.plan.out_channels,
-                            options=fixed.get("model.options") or {})
-    settings: dict[str, Any] = dict(network)
     for key in NETWORK:
         reasons[key] = "given" if key in fixed else NETWORK_WHY
+    volumetric = get_model_entry(network["model.arch"]).spatial_dims == 3
+    if fp.is_3d and not volumetric:
+        context, why = (int(fixed["model.context_slices"]), "given") if "model.context_slices" in fixed else \
+            _context(fp)
+        network["model.context_slices"] = context
+        reasons["model.context_slices"] = why
+    window = int(fixed.get("model.window_planes") or ModelConfig().window_planes)
+    model_cfg = ModelConfig(arch=network["model.arch"], encoder=network["model.encoder"],
+                            encoder_weights=fixed.get("model.encoder_weights"),
+                            in_channels=prepared.plan.in_channels * (2 * network.get("model.context_slices", 0) + 1),
+                            classes=prepared.plan.out_channels, options=fixed.get("model.options") or {},
+                            window_planes=window)
+    settings: dict[str, Any] = dict(network)
     if network["model.encoder"] is None and "model.encoder" not in fixed:
         reasons["model.encoder"] = f"{network['model.arch']} has no interchangeable encoder"
-    batch = int(fixed.get("train.batch_size") or (16 if fp.n_train_planes >= 256 else 8))
+    batch = int(fixed.get("train.batch_size") or (2 if volumetric else 16 if fp.n_train_planes >= 256 else 8))
     reasons["train.batch_size"] = "given" if "train.batch_size" in fixed else (
+        f"a 3D network: 2 windows of {window} planes per step" if volumetric else
         f"{fp.n_train_planes} training planes: " + ("16 per step" if batch == 16 else
                                                     "8 per step, for more steps per epoch on few images"))
+    planes_per_step = batch * (window if volumetric else 1)
     train_s = budget_s * TRAIN_SHARE
     needed = max(MIN_PASSES * fp.n_train_planes, MIN_IMAGES)
-    native = max(fp.region_shape[0] * share[0], fp.region_shape[1] * share[1])
+    native = max(native_shape[0] * share[0], native_shape[1] * share[1])
 
     if "preprocess.size" in fixed:
         size = tuple(fixed["preprocess.size"])
@@ -147,12 +188,12 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
             f"{_precision_name(s.precision)} {s.images_per_s:.1f} images/s" for s in measured)
     images = speed.images_per_s * train_s
     passes = images / fp.n_train_planes
-    steps = images / batch
+    steps = images / planes_per_step
     budget_passes = passes
     if "train.epochs" in fixed:  # the run ends at the given epochs if they come first: plan for what it will see
-        per_epoch = min(fp.n_train_planes, batch * int(fixed.get("train.batches_per_epoch") or 10**9))
+        per_epoch = min(fp.n_train_planes, planes_per_step * int(fixed.get("train.batches_per_epoch") or 10**9))
         passes = min(passes, int(fixed["train.epochs"]) * per_epoch / fp.n_train_planes)
-        steps = passes * fp.n_train_planes / batch
+        steps = passes * fp.n_train_planes / planes_per_step
     settings["train.batch_size"] = batch
     settings["train.optimizer"] = "adamw"
     reasons["train.optimizer"] = "AdamW: Adam's fast start, with weight decay kept apart from the gradient step"
@@ -164,15 +205,15 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
     settings["train.time_budget"] = f"{budget_s:g}s"
     reasons["train.time_budget"] = "the budget planned for"
     settings["train.epochs"] = max(1, math.ceil(budget_passes * 1.5))
-    reasons["train.epochs"] = (f"about {budget_passes:.1f} passes ({images / batch:.0f} steps) fit in {budget_s:g} s "
+    reasons["train.epochs"] = (f"about {budget_passes:.1f} passes ({images / planes_per_step:.0f} steps) fit in {budget_s:g} s "
                                f"at {speed.images_per_s:.1f} images/s; set 1.5x higher so the budget, not an epoch "
                                "count, ends the run")
     if budget_passes < 1:
-        settings["train.batches_per_epoch"] = max(1, math.ceil(images / batch / 4))
+        settings["train.batches_per_epoch"] = max(1, math.ceil(images / planes_per_step / 4))
         reasons["train.batches_per_epoch"] = "less than one pass fits: validate four times along the way"
-    preset = "none" if passes < 6 else "light" if passes < 30 else "echo"
+    preset = "none" if passes < 6 or volumetric else "light" if passes < 30 else "echo"
     settings["train.augment.preset"] = preset
-    reasons["train.augment.preset"] = {
+    reasons["train.augment.preset"] = "a 3D network: the augmentations are 2D" if volumetric else {
         "none": f"{passes:.1f} passes: too few for augmentation to pay (it slows how fast the network fits)",
         "light": f"{passes:.0f} passes: light shifts, scalings, rotations and contrast, no flips",
         "echo": f"{passes:.0f} passes over few images: strong shifts and scalings (0.5-2x) against overfitting",

@@ -20,6 +20,7 @@ import torch
 from cardioseg.config import ModelConfig
 from cardioseg.fileio import write_json
 from cardioseg.models.factory import build_model
+from cardioseg.models.registry import get_model_entry
 from cardioseg.runtime import cache_dir, cpu_supports_bf16, machine_fingerprint
 
 CACHE_FILE = "training-speed.json"
@@ -47,12 +48,16 @@ def _entries() -> dict[str, Any]:
 
 
 def _time_steps(model_cfg: ModelConfig, size: tuple[int, int], batch: int, precision: str, steps: int) -> float:
-    """Images per second over ``steps`` timed optimiser steps, after two untimed ones (allocation, oneDNN setup)."""
+    """Images (planes) per second over ``steps`` timed optimiser steps, after two untimed ones (allocation, oneDNN
+    setup); a 3D network's batch holds ``batch`` windows of ``window_planes`` planes."""
     torch.manual_seed(0)
-    model = build_model(model_cfg).to(memory_format=torch.channels_last).train()
+    volumetric = get_model_entry(model_cfg.arch).spatial_dims == 3
+    layout = torch.contiguous_format if volumetric else torch.channels_last
+    shape = (model_cfg.window_planes, *size) if volumetric else size
+    model = build_model(model_cfg).to(memory_format=layout).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    images = torch.rand(batch, model_cfg.in_channels, *size).contiguous(memory_format=torch.channels_last)
-    target = (torch.rand(batch, model_cfg.classes, *size) > 0.5).float()
+    images = torch.rand(batch, model_cfg.in_channels, *shape).contiguous(memory_format=layout)
+    target = (torch.rand(batch, model_cfg.classes, *shape) > 0.5).float()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     started = 0.0
     for step in range(steps + 2):
@@ -64,7 +69,7 @@ def _time_steps(model_cfg: ModelConfig, size: tuple[int, int], batch: int, preci
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return batch * steps / (time.perf_counter() - started)
+    return batch * steps * (model_cfg.window_planes if volumetric else 1) / (time.perf_counter() - started)
 
 
 def precisions() -> list[str]:

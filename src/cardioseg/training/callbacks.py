@@ -156,7 +156,7 @@ class EpochImages(L.Callback):
     """
 
     def __init__(self, images: np.ndarray, references: np.ndarray, class_names: dict[int, str], out_dir: Path) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images, np.float32))[:, None]
+        self.images = torch.from_numpy(np.ascontiguousarray(images, np.float32))  # (N, C, H, W)
         self.references = np.where(references == IGNORE_LABEL, 0, references)
         self.class_names, self.out_dir = class_names, Path(out_dir)
 
@@ -170,5 +170,5 @@ class EpochImages(L.Callback):
         labels = (logits[:, 0] > 0).numpy().astype(np.uint8) * max(self.class_names) if logits.shape[1] == 1 \
             else logits.argmax(1).numpy().astype(np.uint8)
         epoch = trainer.current_epoch
-        plot_case_grid(list(self.images[:, 0].numpy()), {"reference": list(self.references), f"epoch {epoch}": list(labels)},
+        plot_case_grid(list(self.images[:, self.images.shape[1] // 2].numpy()), {"reference": list(self.references), f"epoch {epoch}": list(labels)},
                        self.class_names, self.out_dir / f"epoch_{epoch:03d}.png")

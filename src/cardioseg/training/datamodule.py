@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from cardioseg.config import Config
 from cardioseg.data.augment import build_augmentation
-from cardioseg.data.dataset import SliceDataset
+from cardioseg.data.dataset import SliceDataset, WindowDataset
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.models.registry import get_model_entry
 
 
 class ShardSampler(Sampler[int]):
@@ -35,9 +36,17 @@ class SegmentationData(L.LightningDataModule):
     def __init__(self, cfg: Config, prepared: PreparedDataset, binary: bool):
         super().__init__()
         self.cfg, self.binary = cfg, binary
-        self.train_set = SliceDataset(prepared, "train", binary, build_augmentation(cfg.train.augment))
+        context = cfg.model.context_slices
         self.val_split = "val" if len(prepared.indices("val")) else "test"
-        self.val_set = SliceDataset(prepared, self.val_split, binary)
+        self.train_set: Dataset
+        self.val_set: Dataset
+        if get_model_entry(cfg.model.arch).spatial_dims == 3:
+            planes = cfg.model.window_planes
+            self.train_set = WindowDataset(prepared, "train", binary, planes, random=True)
+            self.val_set = WindowDataset(prepared, self.val_split, binary, planes, random=False)
+        else:
+            self.train_set = SliceDataset(prepared, "train", binary, build_augmentation(cfg.train.augment), context)
+            self.val_set = SliceDataset(prepared, self.val_split, binary, context=context)
 
     def _common(self) -> dict:
         workers = self.cfg.train.num_workers

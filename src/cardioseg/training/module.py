@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from cardioseg.config import ModelConfig, TrainConfig
+from cardioseg.models.registry import get_model_entry
 from cardioseg.plan import IGNORE_LABEL
 from cardioseg.training.batchnorm import recalibrate_batchnorm
 from cardioseg.training.losses import build_loss
@@ -39,7 +40,9 @@ class SegmentationModule(L.LightningModule):
         self.model_cfg, self.train_cfg = model_cfg, train_cfg
         self.binary = model_cfg.classes == 1
         self.loss = build_loss(train_cfg, self.binary)
-        self.memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
+        volumetric = get_model_entry(model_cfg.arch).spatial_dims == 3  # channels_last is for 4D tensors
+        self.memory_format = torch.channels_last if train_cfg.channels_last and not volumetric else \
+            torch.contiguous_format
         # Plain tensors, not buffers: a weight average (train.ema_decay) swaps every buffer in and out around
         # validation, and would swap these accumulators away before on_validation_epoch_end reads them.
         self._val_sum, self._val_count = torch.zeros(()), torch.zeros(())

@@ -20,13 +20,15 @@ from lightning.pytorch.loggers import Logger
 
 from cardioseg.artifacts import RunFiles, read_model_header
 from cardioseg.config import Config, PreprocessConfig, TrainConfig, load_config, parse_duration
+from cardioseg.data.dataset import context_rows
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import CheckpointError, ConfigError
 from cardioseg.fileio import folder_lock, write_text
-from cardioseg.models.checkpoint import ModelBundle, save_bundle
+from cardioseg.models.checkpoint import ModelBundle, load_bundle, save_bundle
 from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
-from cardioseg.plan import Recipe
+from cardioseg.models.volumetric import DOWNSAMPLING
+from cardioseg.plan import Plan, Recipe
 from cardioseg.planning.apply import apply_recipe, read_recipe, recipe_for, write_recipe
 from cardioseg.runtime import resolve_precision, set_threads
 from cardioseg.training.batchnorm import set_batchnorm_momentum, slow_batchnorm_layers
@@ -58,6 +60,8 @@ class TrainResult:
 def training_config(cfg: Config, prepared: PreparedDataset) -> Config:
     """``cfg`` with the prepared dataset's plan applied: the network's channels, its preprocessing.
 
+    2.5D input (``model.context_slices``) needs volumes: a 2D dataset's images have no neighbours.
+
     The plan was fixed by `prepare`; preprocessing settings that differ from it (``--set
     preprocess.size=...`` at train time) would be silently ignored, so they are refused.
     """
@@ -69,11 +73,47 @@ def training_config(cfg: Config, prepared: PreparedDataset) -> Config:
             "(`cardioseg plan show` prints it); the preprocessing is fixed when the data is prepared: "
             "run `cardioseg prepare` again with these settings, or drop them"
         )
+    context = cfg.model.context_slices
+    if context and not plan.is_3d:
+        raise ConfigError(f"model.context_slices={context} gives a network the neighbouring planes of a volume, and "
+                          f"{prepared.root} holds 2D images; set it to 0", prepared.root)
+    if get_model_entry(cfg.model.arch).spatial_dims == 3:
+        _check_3d(cfg, prepared)
+    if (plan.preprocess.crop == "foreground") != (cfg.train.coarse_model is not None):
+        raise ConfigError("a two-stage model: data prepared with preprocess.crop=foreground trains the second stage, "
+                          "and needs train.coarse_model (the trained first stage whose masks place its crop); "
+                          "train.coarse_model goes with such data only", prepared.root)
     cfg = cfg.model_copy(deep=True)
     cfg.model.classes = plan.out_channels
-    cfg.model.in_channels = plan.in_channels
+    cfg.model.in_channels = plan.in_channels * (2 * context + 1)
     cfg.preprocess = plan.preprocess
     return cfg
+
+
+def _check_3d(cfg: Config, prepared: PreparedDataset) -> None:
+    """What a 3D network cannot do, refused before anything is written."""
+    arch = cfg.model.arch
+    if not prepared.plan.is_3d:
+        raise ConfigError(f"{arch} is a 3D network and {prepared.root} holds 2D images: choose a 2D architecture",
+                          prepared.root)
+    if cfg.model.context_slices:
+        raise ConfigError(f"{arch} sees whole blocks of planes already: set model.context_slices to 0")
+    if cfg.train.augment.preset != "none" or cfg.train.augment.extra:
+        raise ConfigError(f"{arch} trains on blocks of planes, and the augmentations are 2D: set "
+                          "train.augment.preset to none (and leave train.augment.extra empty)")
+    if cfg.train.epoch_images:
+        raise ConfigError(f"train.epoch_images draws single planes through a 2D network; {arch} is 3D: set it to 0")
+    if any(size % DOWNSAMPLING for size in prepared.plan.preprocess.size):
+        raise ConfigError(f"{arch} halves its input four times: the input size {prepared.plan.preprocess.size} must "
+                          f"be a multiple of {DOWNSAMPLING} (prepare with --size 64, 96, 128...)", prepared.root)
+
+
+def model_plan(cfg: Config, prepared: PreparedDataset, recipe: Recipe | None) -> Plan:
+    """The plan a trained model carries: its data's, with the input it was trained on and how it was planned."""
+    volumetric = get_model_entry(cfg.model.arch).spatial_dims == 3
+    return prepared.plan.model_copy(update={
+        "in_channels": cfg.model.in_channels, "context_slices": cfg.model.context_slices, "recipe": recipe,
+        "spatial_dims": 3 if volumetric else 2, "window_planes": cfg.model.window_planes if volumetric else 0})
 
 
 def _quiet_lightning() -> None:
@@ -175,6 +215,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     tc = cfg.train
     prepared = PreparedDataset(cfg.data.prepared)
     cfg = training_config(cfg, prepared)
+    coarse = _first_stage(tc.coarse_model, prepared)  # checked before any step is spent
     run_dir, ckpt_dir = files.root, files.checkpoints
     resumed = _checkpoint_state(files.last_checkpoint)
     resume_step = None if resumed is None else int(resumed["global_step"])
@@ -214,7 +255,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
         # validates, and saves into every checkpoint, the averaged weights (Lightning swaps them in)
         callbacks.append(WarmEMA(tc.ema_decay, tc.epochs * steps_per_epoch))
     if tc.epoch_images:
-        callbacks.append(_epoch_images(prepared, tc.epoch_images, files))
+        callbacks.append(_epoch_images(prepared, tc.epoch_images, files, cfg.model.context_slices))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     precision = resolve_precision(tc.precision)
@@ -255,9 +296,10 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     elif trainer.current_epoch == 0 and trainer.global_step == 0:
         raise CheckpointError("training stopped before any step; nothing to save", run_dir)
     bundle = ModelBundle(
+        coarse=coarse,
         model=module.model.to(memory_format=torch.contiguous_format).float().eval(),
         model_cfg=cfg.model,
-        plan=prepared.plan if recipe is None else prepared.plan.model_copy(update={"recipe": recipe}),
+        plan=model_plan(cfg, prepared, recipe),
         extra={"prepared": str(prepared.root), "best_val_dice": best_score, "kept_by": tc.monitor,
                "epochs_run": trainer.current_epoch, "steps": trainer.global_step, "precision": precision,
                "train_seconds": round(elapsed, 1)},
@@ -270,7 +312,23 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
                        arch=cfg.model.arch)
 
 
-def _epoch_images(prepared: PreparedDataset, count: int, files: RunFiles) -> EpochImages:
+def _first_stage(path: Path | None, prepared: PreparedDataset) -> ModelBundle | None:
+    """A two-stage model's first stage, checked against the second's data: same task, same kind of input."""
+    if path is None:
+        return None
+    coarse = load_bundle(path)
+    plan = prepared.plan
+    if coarse.coarse is not None or coarse.plan.preprocess.crop == "foreground":
+        raise ConfigError("the first stage of a two-stage model sees the whole image: give a model trained without "
+                          "the foreground crop", path)
+    if coarse.plan.is_3d != plan.is_3d or (plan.is_3d and coarse.plan.slice_axis != plan.slice_axis) or \
+            coarse.plan.orientation != plan.orientation or coarse.plan.label_map != plan.label_map:
+        raise ConfigError(f"this first stage was trained on other data than {prepared.root} (volumes or images, "
+                          "slice axis, orientation and label map must match)", path)
+    return coarse
+
+
+def _epoch_images(prepared: PreparedDataset, count: int, files: RunFiles, context: int) -> EpochImages:
     """The callback drawing ``count`` validation images (evenly spread over the split, so several patients)."""
     rows = prepared.indices("val")
     if not len(rows):
@@ -279,7 +337,8 @@ def _epoch_images(prepared: PreparedDataset, count: int, files: RunFiles) -> Epo
         picked = np.sort(sorted(rows, key=lambda r: -int((prepared.labels[r] > 0).sum()))[:count])
     else:
         picked = rows[np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int)]
-    return EpochImages(prepared.images[picked], prepared.labels[picked], prepared.class_names, files.epoch_images)
+    images = prepared.images[context_rows(prepared.manifest, picked, context)]  # (N, 2 * context + 1, H, W)
+    return EpochImages(images, prepared.labels[picked], prepared.class_names, files.epoch_images)
 
 
 def _loggers(tc: TrainConfig, files: RunFiles, resume_step: int | None) -> list[Logger]:
