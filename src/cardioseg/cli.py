@@ -341,7 +341,9 @@ def plan_make(
                       f"{fp.get('n_train_cases')} training cases ({fp.get('n_train_planes')} planes), "
                       f"median size {fp.get('plane_shape')}, spacing {fp.get('spacing_mm') or 'unknown'}, "
                       f"{fp.get('n_classes')} class(es), foreground {100 * fp.get('foreground_fraction', 0):.1f} % "
-                      f"of a plane, on {100 * fp.get('foreground_planes', 0):.0f} % of the planes", soft_wrap=True)
+                      f"of a plane, on {100 * fp.get('foreground_planes', 0):.0f} % of the planes"
+                      + (f", planes {fp.get('slice_mm') or 'an unknown distance'} mm apart, the structure across "
+                         f"{fp.get('foreground_depth', 1):g} of them" if fp.get("is_3d") else ""), soft_wrap=True)
     for key, value, why in recipe.rows():
         table.add_row(key, value, *([why] if explain else []))
     console.print(table)

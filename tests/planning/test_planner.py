@@ -46,6 +46,9 @@ def test_fingerprints_read_what_each_dataset_is(camus64: Path, msd_prepared: Pat
     # MSD: 16-bit volumes at 1.25 mm in-plane; the atrium in only some of the slices, small in each
     assert msd.is_3d and not msd.eight_bit and msd.spacing_mm == pytest.approx((1.25, 1.25))
     assert msd.plane_shape == (256, 256) and 0.2 < msd.foreground_planes < 0.9 and msd.foreground_fraction < 0.05
+    # planes 1.37 mm apart, the atrium across dozens of them; 2D images have neither
+    assert msd.slice_mm == pytest.approx(1.37, abs=0.01) and msd.foreground_depth >= 10
+    assert camus.slice_mm is None and camus.foreground_depth == 1
     # Sunnybrook: DICOM at about 1.37 mm; the LV cavity is a percent or two of the slice
     assert sunny.spacing_mm is not None and 1.2 < sunny.spacing_mm[0] < 1.5 and sunny.foreground_fraction < 0.05
     # the foreground window is a part of the region where the structure is small, never the whole of it

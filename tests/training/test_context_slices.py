@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from cardioseg.cli import app
 from cardioseg.config import PreprocessConfig, load_config
-from cardioseg.data.dataset import SliceDataset, WindowDataset, context_rows
-from cardioseg.data.prepared import PreparedDataset
+from cardioseg.data.dataset import SliceDataset, WindowDataset
+from cardioseg.data.prepared import PreparedDataset, context_rows
 from cardioseg.data.preprocess import ArrayPlanes, Pipeline
 from cardioseg.errors import ConfigError
 from cardioseg.inference.pipeline import with_context

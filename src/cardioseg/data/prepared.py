@@ -133,3 +133,19 @@ class PreparedDataset:
     def spacing(self, case_id: str) -> tuple[float, ...] | None:
         spacing = self.cases[case_id].get("spacing")
         return tuple(spacing) if spacing else None
+
+
+def context_rows(manifest: pd.DataFrame, rows: np.ndarray, context: int) -> np.ndarray:
+    """(len(rows), 2 * context + 1) manifest rows: each row's plane with its ``context`` neighbours on each side in
+    the same volume, in slice order. Neighbours past a volume's end repeat its last plane (as a 2D case repeats
+    itself), so the network never sees a plane of another case or a blank one."""
+    cases = manifest["case_id"].to_numpy()
+    slices = manifest["slice_index"].to_numpy().astype(int)
+    lookup = {(case, plane): row for row, (case, plane) in enumerate(zip(cases, slices))}
+    by_case = manifest.groupby("case_id")["slice_index"]
+    low, high = by_case.transform("min").to_numpy().astype(int), by_case.transform("max").to_numpy().astype(int)
+    out = np.empty((len(rows), 2 * context + 1), np.int64)
+    for column, offset in enumerate(range(-context, context + 1)):
+        planes = np.clip(slices[rows] + offset, low[rows], high[rows])
+        out[:, column] = [lookup[(case, plane)] for case, plane in zip(cases[rows], planes)]
+    return out

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cardioseg.config import ExportConfig
-from cardioseg.data.dataset import context_rows
-from cardioseg.data.prepared import PreparedDataset
+from cardioseg.data.prepared import PreparedDataset, context_rows
 from cardioseg.errors import CheckpointError, ConfigError, DataError
 from cardioseg.fileio import write_bytes
 from cardioseg.inference.backend import network_input

@@ -20,8 +20,7 @@ from lightning.pytorch.loggers import Logger
 
 from cardioseg.artifacts import RunFiles, read_model_header
 from cardioseg.config import Config, PreprocessConfig, TrainConfig, load_config, parse_duration
-from cardioseg.data.dataset import context_rows
-from cardioseg.data.prepared import PreparedDataset
+from cardioseg.data.prepared import PreparedDataset, context_rows
 from cardioseg.errors import CheckpointError, ConfigError
 from cardioseg.fileio import folder_lock, write_text
 from cardioseg.models.checkpoint import ModelBundle, load_bundle, save_bundle
