@@ -417,7 +417,7 @@ def list_models_command(
 ) -> None:
     """List the registered architectures (or with --pretrained the ready-trained models), or with --summary ARCH
     measure one: parameters, memory, layers, GFLOPs."""
-    from cardioseg.models.registry import get_model_entry, list_models
+    from cardioseg.models.registry import get_model_entry, is_volumetric, list_models
     from cardioseg.models.smp_models import STUDY_ENCODERS
 
     if pretrained:
@@ -439,7 +439,7 @@ def list_models_command(
         cfg = resolve(config, set_, **{"model.arch": summary, "model.encoder": encoder, "model.classes": classes})
         figures = summarize(cfg.model, size)
         described = summary + (f" ({cfg.model.encoder})" if get_model_entry(summary).uses_encoder else "")
-        block = f" x {cfg.model.window_planes} planes" if get_model_entry(summary).spatial_dims == 3 else ""
+        block = f" x {cfg.model.window_planes} planes" if is_volumetric(summary) else ""
         table = Table(title=f"{described}, batch 1, {cfg.model.in_channels} x {size} x {size}{block}, float32")
         table.add_column("figure")
         table.add_column("value", justify="right")

@@ -113,6 +113,11 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
+def is_volumetric(name: str) -> bool:
+    """Whether the registered network ``name`` segments blocks of planes (3D) rather than single planes."""
+    return get_model_entry(name).spatial_dims == 3
+
+
 def get_model_entry(name: str) -> RegisteredModel:
     """The entry of ``name``; an unknown name is a configuration error that lists the known ones."""
     if name not in MODELS:

@@ -23,7 +23,7 @@ from torch import nn
 from cardioseg.config import ModelConfig
 from cardioseg.errors import ConfigError
 from cardioseg.models.factory import build_model
-from cardioseg.models.registry import get_model_entry
+from cardioseg.models.registry import is_volumetric
 
 BYTES_PER_MB = 1e6
 
@@ -124,5 +124,5 @@ def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256, 
 def summarize(cfg: ModelConfig, size: int = 256) -> ModelSummary:
     """The summary of the network ``cfg`` describes (built from the registry, random weights); a 3D network's
     figures are per window of ``cfg.window_planes`` planes."""
-    planes = cfg.window_planes if get_model_entry(cfg.arch).spatial_dims == 3 else None
+    planes = cfg.window_planes if is_volumetric(cfg.arch) else None
     return summarize_model(build_model(cfg), in_channels=cfg.in_channels, size=size, planes=planes)

@@ -96,8 +96,9 @@ def fingerprint(prepared: PreparedDataset, max_cases: int = 400, seed: int = 0) 
         planes_total += len(label_planes)
         per_plane = label_planes.reshape(len(label_planes), -1).mean(1)
         planes_with += int((per_plane > 0).sum())
-        if image.ndim == 3 and (per_plane > 0).any():
-            depths.append(int(np.flatnonzero(per_plane > 0)[-1] - np.flatnonzero(per_plane > 0)[0] + 1))
+        holding = np.flatnonzero(per_plane > 0)
+        if image.ndim == 3 and len(holding):
+            depths.append(int(holding[-1] - holding[0] + 1))
         fractions.extend(per_plane[per_plane > 0].tolist())
         finite = image[np.isfinite(image)] if image.dtype.kind == "f" else image
         low, p_low, p_high, high = (float(v) for v in np.percentile(finite, (0, 0.5, 99.5, 100)))

@@ -29,7 +29,7 @@ from typing import Any
 
 from cardioseg.config import ModelConfig, PreprocessConfig
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.models.registry import get_model_entry
+from cardioseg.models.registry import get_model_entry, is_volumetric
 from cardioseg.plan import Recipe
 from cardioseg.planning.fingerprint import Fingerprint, fingerprint
 from cardioseg.planning.speed import Speed, fastest
@@ -147,7 +147,7 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
         network["model.encoder"] = None
     for key in NETWORK:
         reasons[key] = "given" if key in fixed else NETWORK_WHY
-    volumetric = get_model_entry(network["model.arch"]).spatial_dims == 3
+    volumetric = is_volumetric(network["model.arch"])
     if fp.is_3d and not volumetric:
         context, why = (int(fixed["model.context_slices"]), "given") if "model.context_slices" in fixed else \
             _context(fp)

@@ -20,7 +20,7 @@ import torch
 from cardioseg.config import ModelConfig
 from cardioseg.fileio import write_json
 from cardioseg.models.factory import build_model
-from cardioseg.models.registry import get_model_entry
+from cardioseg.models.registry import is_volumetric
 from cardioseg.runtime import cache_dir, cpu_supports_bf16, machine_fingerprint
 
 CACHE_FILE = "training-speed.json"
@@ -51,7 +51,7 @@ def _time_steps(model_cfg: ModelConfig, size: tuple[int, int], batch: int, preci
     """Images (planes) per second over ``steps`` timed optimiser steps, after two untimed ones (allocation, oneDNN
     setup); a 3D network's batch holds ``batch`` windows of ``window_planes`` planes."""
     torch.manual_seed(0)
-    volumetric = get_model_entry(model_cfg.arch).spatial_dims == 3
+    volumetric = is_volumetric(model_cfg.arch)
     layout = torch.contiguous_format if volumetric else torch.channels_last
     shape = (model_cfg.window_planes, *size) if volumetric else size
     model = build_model(model_cfg).to(memory_format=layout).train()

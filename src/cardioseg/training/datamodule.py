@@ -12,7 +12,7 @@ from cardioseg.config import Config
 from cardioseg.data.augment import build_augmentation
 from cardioseg.data.dataset import SliceDataset, WindowDataset
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.models.registry import get_model_entry
+from cardioseg.models.registry import is_volumetric
 
 
 class ShardSampler(Sampler[int]):
@@ -40,7 +40,7 @@ class SegmentationData(L.LightningDataModule):
         self.val_split = "val" if len(prepared.indices("val")) else "test"
         self.train_set: Dataset
         self.val_set: Dataset
-        if get_model_entry(cfg.model.arch).spatial_dims == 3:
+        if is_volumetric(cfg.model.arch):
             planes = cfg.model.window_planes
             self.train_set = WindowDataset(prepared, "train", binary, planes, random=True)
             self.val_set = WindowDataset(prepared, self.val_split, binary, planes, random=False)

@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from cardioseg.config import ModelConfig, TrainConfig
-from cardioseg.models.registry import get_model_entry
+from cardioseg.models.registry import is_volumetric
 from cardioseg.plan import IGNORE_LABEL
 from cardioseg.training.batchnorm import recalibrate_batchnorm
 from cardioseg.training.losses import build_loss
@@ -40,7 +40,7 @@ class SegmentationModule(L.LightningModule):
         self.model_cfg, self.train_cfg = model_cfg, train_cfg
         self.binary = model_cfg.classes == 1
         self.loss = build_loss(train_cfg, self.binary)
-        volumetric = get_model_entry(model_cfg.arch).spatial_dims == 3  # channels_last is for 4D tensors
+        volumetric = is_volumetric(model_cfg.arch)  # channels_last is for 4D tensors
         self.memory_format = torch.channels_last if train_cfg.channels_last and not volumetric else \
             torch.contiguous_format
         # Plain tensors, not buffers: a weight average (train.ema_decay) swaps every buffer in and out around

@@ -25,7 +25,7 @@ from cardioseg.errors import CheckpointError, ConfigError
 from cardioseg.fileio import folder_lock, write_text
 from cardioseg.models.checkpoint import ModelBundle, load_bundle, save_bundle
 from cardioseg.models.factory import build_model
-from cardioseg.models.registry import get_model_entry
+from cardioseg.models.registry import get_model_entry, is_volumetric
 from cardioseg.models.volumetric import DOWNSAMPLING
 from cardioseg.plan import Plan, Recipe
 from cardioseg.planning.apply import apply_recipe, read_recipe, recipe_for, write_recipe
@@ -76,7 +76,7 @@ def training_config(cfg: Config, prepared: PreparedDataset) -> Config:
     if context and not plan.is_3d:
         raise ConfigError(f"model.context_slices={context} gives a network the neighbouring planes of a volume, and "
                           f"{prepared.root} holds 2D images; set it to 0", prepared.root)
-    if get_model_entry(cfg.model.arch).spatial_dims == 3:
+    if is_volumetric(cfg.model.arch):
         _check_3d(cfg, prepared)
     if (plan.preprocess.crop == "foreground") != (cfg.train.coarse_model is not None):
         raise ConfigError("a two-stage model: data prepared with preprocess.crop=foreground trains the second stage, "
@@ -109,7 +109,7 @@ def _check_3d(cfg: Config, prepared: PreparedDataset) -> None:
 
 def model_plan(cfg: Config, prepared: PreparedDataset, recipe: Recipe | None) -> Plan:
     """The plan a trained model carries: its data's, with the input it was trained on and how it was planned."""
-    volumetric = get_model_entry(cfg.model.arch).spatial_dims == 3
+    volumetric = is_volumetric(cfg.model.arch)
     return prepared.plan.model_copy(update={
         "in_channels": cfg.model.in_channels, "context_slices": cfg.model.context_slices, "recipe": recipe,
         "spatial_dims": 3 if volumetric else 2, "window_planes": cfg.model.window_planes if volumetric else 0})
