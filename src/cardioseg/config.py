@@ -298,6 +298,8 @@ class SweepConfig(_Section):
     epochs: list[int] | None = Field(None, description="grid over train.epochs (None: train.epochs)")
     equal_epochs: bool = Field(False, description="every run trains exactly its epochs: train.time_budget is dropped "
                                "(the studies' protocol; the default compares runs at equal wall-clock when a budget is set)")
+    keep_checkpoints: bool = Field(False, description="keep each finished run's Lightning checkpoints (weights with "
+                                   "optimiser state, for resuming: about 6x the model file); the model file always stays")
     backend: Literal["local", "ray"] = "local"
     address: str | None = Field(None, description="Ray cluster address (ray://host:10001 or auto)")
     max_concurrent: int = Field(1, ge=1)

@@ -42,6 +42,11 @@ def model_names(models: Sequence[Path], names: Sequence[str] | None) -> list[str
     return folders if len(set(folders)) == len(folders) else [Path(m).name for m in models]
 
 
+def _in_lines(values: list[str], per_line: int = 3) -> str:
+    """Dice values of many models as short lines, so that a row label stays as tall as its row."""
+    return "\n".join(" / ".join(values[i:i + per_line]) for i in range(0, len(values), per_line))
+
+
 def pick_cases(prepared: PreparedDataset, split: str | None, n: int, seed: int) -> list[str]:
     cases = labelled_case_ids(prepared, split)
     if not cases:
@@ -83,7 +88,7 @@ def compare_models(models: Sequence[Path], data: Path, cfg: Config, out: Path, n
         images.append(image)
         for name, plane in planes.items():
             columns[name].append(plane)
-    rows = [f"{case}\n" + " / ".join(f"{dice[label][case]:.3f}" for label in labels) for case in case_ids]
+    rows = [f"{case}\n" + _in_lines([f"{dice[label][case]:.3f}" for label in labels]) for case in case_ids]
     title = f"{len(case_ids)} random {cfg.evaluate.split} cases (seed {seed}); Dice " + " / ".join(labels)
     figure = plot_case_grid(images, columns, prepared.plan.class_names, out, rows, title)
     table = pd.DataFrame({label: [dice[label][case] for case in case_ids] for label in labels},

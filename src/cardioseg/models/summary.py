@@ -66,7 +66,7 @@ def _conv_or_linear_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], ou
 
 
 def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256, planes: int | None = None) -> ModelSummary:
-    """Measure ``model`` on one ``in_channels`` x ``size`` x ``size`` image (a 3D network: one block of ``planes``
+    """Measure ``model`` per ``in_channels`` x ``size`` x ``size`` image (a 3D network: per block of ``planes``
     such planes).
 
     The forward pass runs in training mode (what the backward pass of training keeps) on a copy,
@@ -99,10 +99,20 @@ def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256, 
     ]
     dtype = params[0].dtype if params else torch.float32
     shape = (size, size) if planes is None else (planes, size, size)
-    image = torch.randn(1, in_channels, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
-    try:
+
+    def probe_with(images: int) -> None:
+        image = torch.randn(images, in_channels, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
             probe(image)
+
+    batch = 1
+    try:
+        try:
+            probe_with(batch)
+        except ValueError:  # training-mode BatchNorm refuses one image pooled to 1x1 (PAN): two, reported per image
+            saved.clear()
+            macs, batch = 0, 2
+            probe_with(batch)
     except RuntimeError as exc:  # e.g. an smp encoder that needs a size divisible by 32
         raise ConfigError(
             f"the model cannot run on a {size} x {size} image with {in_channels} channel(s): {exc}"
@@ -114,10 +124,10 @@ def summarize_model(model: nn.Module, *, in_channels: int = 1, size: int = 256, 
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         param_mb=param_bytes / BYTES_PER_MB,
-        activation_mb=sum(saved.values()) / BYTES_PER_MB,
+        activation_mb=sum(saved.values()) / batch / BYTES_PER_MB,
         layers_with_params=sum(1 for m in model.modules() if next(m.parameters(recurse=False), None) is not None),
         leaf_modules=sum(1 for m in model.modules() if next(m.children(), None) is None),
-        macs=macs,
+        macs=macs // batch,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 import traceback
@@ -59,6 +60,8 @@ def execute_run(cfg: Config, point: GridPoint, threads: int | None = None) -> di
         trained = train(run_cfg, progress=False)
         evaluation = evaluate_model(trained.model_path, run_cfg.data.prepared, run_cfg, progress=False)
         record = {**base, "status": "ok", **results(trained, evaluation)}
+        if not cfg.sweep.keep_checkpoints:  # a finished run never resumes; a grid of them would fill the disk
+            shutil.rmtree(RunFiles(run_dir).checkpoints, ignore_errors=True)
     except Exception as exc:  # noqa: BLE001 - a crashed run is data for the sweep, not the end of it
         record = {**base, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
                   "traceback": traceback.format_exc(limit=-6)}

@@ -9,9 +9,12 @@ from typing import Any
 import pandas as pd
 
 from cardioseg.config import Config
+from cardioseg.evaluation.compare import compare_models
 from cardioseg.fileio import write_text, write_with
+from cardioseg.sweep.grid import AUGMENTATION_LABELS
 from cardioseg.sweep.plots import write_plots
 from cardioseg.sweep.tables import (
+    KEY,
     aggregate,
     architecture_table,
     best_table,
@@ -73,6 +76,8 @@ def write_report(out_dir: Path, cfg: Config, records: list[dict[str, Any]]) -> d
             written["schedule"] = _csv(schedule, tables_dir / "schedule.csv")
             sections.append(("Learning rate, batch size, epochs: training time and Dice", display_schedule(schedule)))
         plots = write_plots(agg, runs, out_dir / "plots")
+        if samples := _samples(out_dir / "plots" / "samples.png", cfg, records, agg):
+            plots.append(samples)
     failed = [{"run_id": r["run_id"], "error": r.get("error", "")} for r in records if r.get("status") != "ok"]
     if failed:
         sections.append(("Failed runs", pd.DataFrame(failed)))
@@ -80,6 +85,33 @@ def write_report(out_dir: Path, cfg: Config, records: list[dict[str, Any]]) -> d
     written["markdown"] = write_text(out_dir / "report.md", _markdown(notes, sections, plots, out_dir))
     written["html"] = write_text(out_dir / "report.html", _html(notes, sections, plots, out_dir))
     return written
+
+
+def _best_models(records: list[dict[str, Any]], agg: pd.DataFrame) -> dict[str, Path]:
+    """Each architecture's best configuration by mean Dice, best first: name -> the model file of its first seed
+    (left out when that file is not on this machine, e.g. a run made on another Ray node)."""
+    best = agg.loc[agg.groupby("arch", sort=False)["dice_mean"].idxmax()].sort_values("dice_mean", ascending=False)
+    several_augmentations = agg["augmentation"].nunique() > 1
+    models: dict[str, Path] = {}
+    for _, row in best.iterrows():
+        runs = [r for r in records if r.get("status") == "ok"
+                and all(("-" if r.get(k) is None else r[k]) == row[k] for k in KEY)]
+        run_dir = min(runs, key=lambda r: r["seed"]).get("run_dir")
+        name = row["arch"] + ("" if row["encoder"] == "-" else f" {row['encoder']}")
+        name += f" ({AUGMENTATION_LABELS[row['augmentation']]})" if several_augmentations else ""
+        if run_dir and (model := Path(run_dir) / "model.safetensors").is_file():
+            models[name] = model
+    return models
+
+
+def _samples(out: Path, cfg: Config, records: list[dict[str, Any]], agg: pd.DataFrame) -> Path | None:
+    """The studies' figure of random held-out cases (image, reference, prediction), one column per architecture's
+    best configuration, so that their masks can be compared case by case."""
+    models = _best_models(records, agg)
+    if not models:
+        return None
+    compare_models(list(models.values()), cfg.data.prepared, cfg, out, n_cases=6, seed=0, names=list(models))
+    return out
 
 
 def _notes(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
