@@ -111,20 +111,24 @@ def time_network(model_cfg: ModelConfig, cfg: Config, steps: int) -> tuple[float
     return step_s, 1000 * (time.perf_counter() - started) / len(val)
 
 
-def timed_networks(cfg: Config, factorised: bool) -> set[tuple[str, str | None]]:
-    """The networks to time: all of them, or for a factorised grid its first row and first column."""
+Network = tuple[str, str | None]
+
+
+def timed_networks(cfg: Config, factorised: bool) -> tuple[set[Network], Network | None]:
+    """The networks to time, and the grid's corner (first architecture, first encoder) when it is factorised:
+    then only its first row and first column are timed."""
     every = networks(cfg)
     encoded = [(a, e) for a, e in every if e is not None]
     if not factorised or len({a for a, _ in encoded}) < 2 or len({e for _, e in encoded}) < 2:
-        return set(every)
+        return set(every), None
     first_arch, first_encoder = encoded[0]
-    return {(a, e) for a, e in every if e is None or a == first_arch or e == first_encoder}
+    return {(a, e) for a, e in every if e is None or a == first_arch or e == first_encoder}, encoded[0]
 
 
-def factor(times: dict[tuple[str, str | None], tuple[float, float]], arch: str,
+def factor(times: dict[Network, tuple[float, float]], corner: Network, arch: str,
            encoder: str | None) -> tuple[float, float]:
     """t(arch, encoder) from the timed row and column of the grid (see the module docstring)."""
-    first_arch, first_encoder = next(iter(times))
+    first_arch, first_encoder = corner
     row, column, corner = times[(arch, first_encoder)], times[(first_arch, encoder)], times[(first_arch, first_encoder)]
     return row[0] * column[0] / corner[0], row[1] * column[1] / corner[1]
 
@@ -135,10 +139,10 @@ def estimate(study: str, steps: int, gpu_tflops: float, factorised: bool = False
     runs_per_setting = len(cfg.sweep.augmentations) * len(cfg.sweep.seeds) * len(cfg.sweep.learning_rates or [0])
     epoch_grid = cfg.sweep.epochs or [cfg.train.epochs]
     rows = []
-    timed = timed_networks(cfg, factorised)
+    timed, corner = timed_networks(cfg, factorised)
     # timed networks first, so that every factorised estimate finds its row and column
     ordered = sorted(networks(cfg), key=lambda net: net not in timed)
-    times: dict[tuple[int, tuple[str, str | None]], tuple[float, float]] = {}
+    times: dict[tuple[int, Network], tuple[float, float]] = {}
     for arch, encoder in ordered:
         model_cfg = cfg.model.model_copy(update={"arch": arch, "encoder": encoder, "encoder_weights": None})
         gflops = summarize_model(build_model(model_cfg), in_channels=model_cfg.in_channels,
@@ -151,7 +155,8 @@ def estimate(study: str, steps: int, gpu_tflops: float, factorised: bool = False
                 times[(batch, (arch, encoder))] = time_network(model_cfg, cfg, steps)
                 step_s, forward_ms = times[(batch, (arch, encoder))]
             else:
-                step_s, forward_ms = factor({net: v for (b, net), v in times.items() if b == batch}, arch, encoder)
+                step_s, forward_ms = factor({net: v for (b, net), v in times.items() if b == batch}, corner,
+                                            arch, encoder)
             for epochs in epoch_grid:
                 per_run = epochs * (math.ceil(counts["train"] / batch) * step_s + counts["val"] * forward_ms / 1000) \
                     + counts["test"] * forward_ms / 1000

@@ -115,10 +115,15 @@ def encoders_across_architectures(agg: pd.DataFrame) -> list[str]:
     return [str(encoder) for encoder, n in counts.items() if n > 1]
 
 
+def best_rows(agg: pd.DataFrame) -> pd.DataFrame:
+    """Each architecture's best configuration by mean Dice (its ``aggregate`` row), best architecture first."""
+    return agg.loc[agg.groupby("arch", sort=False)["dice_mean"].idxmax()].sort_values("dice_mean", ascending=False)
+
+
 def best_table(agg: pd.DataFrame) -> pd.DataFrame:
     """Each architecture's best configuration by mean Dice, best architecture first."""
     axes = varying(agg)
-    best = agg.loc[agg.groupby("arch", sort=False)["dice_mean"].idxmax()].sort_values("dice_mean", ascending=False)
+    best = best_rows(agg)
     columns = ["arch", "encoder", *axes, "augmentation", "n_seeds"]
     columns += [f"{q}_{s}" for q, _, _ in QUANTITIES for s in ("mean", "std")] + ["hd95_undefined", "parameters"]
     table = best[columns].reset_index(drop=True)

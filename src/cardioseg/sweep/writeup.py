@@ -17,6 +17,7 @@ from cardioseg.sweep.tables import (
     KEY,
     aggregate,
     architecture_table,
+    best_rows,
     best_table,
     comparisons,
     display_architecture,
@@ -90,10 +91,9 @@ def write_report(out_dir: Path, cfg: Config, records: list[dict[str, Any]]) -> d
 def _best_models(records: list[dict[str, Any]], agg: pd.DataFrame) -> dict[str, Path]:
     """Each architecture's best configuration by mean Dice, best first: name -> the model file of its first seed
     (left out when that file is not on this machine, e.g. a run made on another Ray node)."""
-    best = agg.loc[agg.groupby("arch", sort=False)["dice_mean"].idxmax()].sort_values("dice_mean", ascending=False)
     several_augmentations = agg["augmentation"].nunique() > 1
     models: dict[str, Path] = {}
-    for _, row in best.iterrows():
+    for _, row in best_rows(agg).iterrows():
         runs = [r for r in records if r.get("status") == "ok"
                 and all(("-" if r.get(k) is None else r[k]) == row[k] for k in KEY)]
         run_dir = min(runs, key=lambda r: r["seed"]).get("run_dir")
