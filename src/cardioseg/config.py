@@ -176,6 +176,12 @@ class TrainConfig(_Section):
         None, gt=0, lt=1, description="validate and keep an exponential moving average of the weights whose decay "
         "warms up as (1+n)/(10+n) to this value (0.99 then averages about the last 100 steps), never reaching back "
         "over more than the last 5 % of the run's steps; None trains without one")
+    progressive_resize: float = Field(
+        0.0, ge=0, lt=1, description="train the first share of the run (by the schedule's progress) on images at half "
+        "their size, about 4x the steps per second, then at full size; 2D networks only")
+    deep_supervision: int = Field(
+        0, ge=0, le=4, description="also score this many of the decoder's coarser stages (1x1 heads, weights halving "
+        "from the output), as nnU-Net trains; U-Net, MA-Net and LinkNet; the heads are not part of the saved model")
     tensorboard: bool = Field(False, description="also log to TensorBoard (RUN_DIR/tensorboard), next to metrics.csv")
     epoch_images: int = Field(0, ge=0, description="after each validation, draw this many validation images with "
                               "their reference and prediction into RUN_DIR/epochs/epoch_NNN.png")

