@@ -16,7 +16,7 @@ sustained rate (``--gpu-tflops``, default 78: a quarter of an A100's 312 TFLOP/s
 convolutional nets typically sustain), plus nothing for data loading. Results go to
 benchmarks/study_estimates/results.json (rewritten after each study; a study already there is kept unless
 ``--redo``) and a markdown table on stdout. Each network is built, summarised and timed in a worker process
-that is replaced every few networks: one long process building a hundred large networks grows past 24 GB
+that is replaced every ``NETWORKS_PER_WORKER`` networks: one long process building a hundred large networks grows past 24 GB
 (the allocator keeps what it freed), though no single network needs more than about 2 GB.
 
     flock /tmp/cardioseg-cpu.lock .venv/bin/python benchmarks/study_estimates.py --steps 2 --factorised
@@ -46,6 +46,8 @@ from cardioseg.training.losses import build_loss
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "benchmarks" / "studies"
 OUT = ROOT / "benchmarks" / "study_estimates"
+NETWORKS_PER_WORKER = 8
+"""networks built in one worker process before it is replaced (its allocator keeps what they freed)"""
 
 
 @dataclass
@@ -162,14 +164,17 @@ def estimate(study: str, steps: int, gpu_tflops: float, factorised: bool = False
     ordered = sorted(networks(cfg), key=lambda net: net not in timed)
     batches = cfg.sweep.batch_sizes or [cfg.train.batch_size]
     times: dict[tuple[int, Network], tuple[float, float]] = {}
-    with ProcessPoolExecutor(max_workers=1, max_tasks_per_child=8) as pool:
-        measured = [pool.submit(measure, study, arch, encoder, batches, (arch, encoder) in timed, steps)
-                    for arch, encoder in ordered]
-        for (arch, encoder), future in zip(ordered, measured):
-            gflops, network_times = future.result()
-            times.update({(batch, (arch, encoder)): t for batch, t in network_times.items()})
-            rows.append(_row(study, arch, encoder, gflops, times, corner, (arch, encoder) in timed, cfg, counts,
-                             gpu_tflops))
+    for start in range(0, len(ordered), NETWORKS_PER_WORKER):
+        # a fresh pool per chunk: Python 3.11's max_tasks_per_child can hang when it replaces a worker
+        chunk = ordered[start:start + NETWORKS_PER_WORKER]
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            measured = [pool.submit(measure, study, arch, encoder, batches, (arch, encoder) in timed, steps)
+                        for arch, encoder in chunk]
+            for (arch, encoder), future in zip(chunk, measured):
+                gflops, network_times = future.result()
+                times.update({(batch, (arch, encoder)): t for batch, t in network_times.items()})
+                rows.append(_row(study, arch, encoder, gflops, times, corner, (arch, encoder) in timed, cfg,
+                                 counts, gpu_tflops))
     return rows
 
 
@@ -207,8 +212,8 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true", help="measure again the studies results.json already holds")
     args = parser.parse_args()
     results = OUT / "results.json"
-    kept = json.loads(results.read_text())["networks"] if results.is_file() and not args.redo else []
-    rows = [NetworkTime(**row) for row in kept if row["study"] in args.studies]
+    kept = json.loads(results.read_text())["networks"] if results.is_file() else []
+    rows = [NetworkTime(**row) for row in kept if not (args.redo and row["study"] in args.studies)]
     for study in args.studies:
         if any(row.study == study for row in rows):
             continue
