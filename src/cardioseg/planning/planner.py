@@ -121,6 +121,11 @@ def _network(fixed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return network, reasons
 
 
+def planned_lr(batch: int) -> float:
+    """AdamW's learning rate for ``batch`` images a step: 2e-3 for 16, scaled by the square root of the batch."""
+    return round(2e-3 * math.sqrt(batch / 16), 6)
+
+
 def _fmt(window: tuple[float, ...]) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in window) + ")"
 
@@ -215,7 +220,7 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
     settings["train.batch_size"] = batch
     settings["train.optimizer"] = "adamw"
     reasons["train.optimizer"] = "AdamW: Adam's fast start, with weight decay kept apart from the gradient step"
-    settings["train.lr"] = round(2e-3 * math.sqrt(batch / 16), 6)
+    settings["train.lr"] = planned_lr(batch)
     reasons["train.lr"] = "AdamW at 2e-3 for 16 images a step (scaled by the square root of the batch)"
     settings["train.scheduler"] = "cosine"
     reasons["train.scheduler"] = ("5 % warm-up, then cosine decay to 1 % over the time budget: the decay always "

@@ -73,7 +73,7 @@ class ProgressiveResize(L.Callback):
         self.share, self.total_steps, self.budget_s = share, total_steps, budget_s
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        pl_module.half_size = training_progress(trainer, self.total_steps, self.budget_s) < self.share
+        pl_module.at_half_size = training_progress(trainer, self.total_steps, self.budget_s) < self.share
 
 
 class WarmEMA(WeightAveraging):

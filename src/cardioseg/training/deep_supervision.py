@@ -32,9 +32,10 @@ class DeepSupervision(nn.Module):
         self.stages = blocks[-1 - levels:-1]
         self._outputs: list[torch.Tensor] = []
         self._probing = False
-        for stage in self.stages:  # kept in training only: validation's forward passes need no stage outputs
-            stage.register_forward_hook(
-                lambda m, _i, out: self._outputs.append(out) if m.training or self._probing else None)
+        for stage in self.stages:  # kept for training steps only: validation and BatchNorm recalibration
+            stage.register_forward_hook(  # (no gradients) need no stage outputs
+                lambda m, _i, out: self._outputs.append(out)
+                if self._probing or (m.training and torch.is_grad_enabled()) else None)
         channels = self._stage_channels(model, in_channels)
         self.heads = nn.ModuleList(nn.Conv2d(c, classes, kernel_size=1) for c in channels)
         weights = [0.5 ** k for k in range(levels + 1)]  # finest (the network's output) first
@@ -55,7 +56,7 @@ class DeepSupervision(nn.Module):
         return channels
 
     def reset(self) -> None:
-        """Forget the stage outputs of the last forward pass (call before each one)."""
+        """Forget the stage outputs of the last forward pass."""
         self._outputs = []
 
     def loss(self, loss_fn: nn.Module, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

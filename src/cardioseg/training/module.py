@@ -64,7 +64,7 @@ class SegmentationModule(L.LightningModule):
         self.deep_supervision = DeepSupervision(model, model_cfg.arch, train_cfg.deep_supervision,
                                                 model_cfg.in_channels, model_cfg.classes) \
             if train_cfg.deep_supervision else None
-        self.half_size = False  # set by callbacks.ProgressiveResize early in the run
+        self.at_half_size = False  # set by callbacks.ProgressiveResize early in the run
 
     def setup(self, stage: str) -> None:
         self.model.to(memory_format=self.memory_format)
@@ -75,13 +75,11 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, target = batch
         self._recent_inputs.append(images.detach())  # at full size: BatchNorm is recalibrated for validation
-        if self.half_size:
+        if self.at_half_size:
             images, target = half_size(images, target)
-        if self.deep_supervision is None:
-            loss = self.loss(self(images).float(), target)
-        else:
-            self.deep_supervision.reset()
-            loss = self.deep_supervision.loss(self.loss, self(images).float(), target)
+        logits = self(images).float()
+        loss = self.loss(logits, target) if self.deep_supervision is None else \
+            self.deep_supervision.loss(self.loss, logits, target)
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
         return loss
 
