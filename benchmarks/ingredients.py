@@ -78,6 +78,8 @@ VARIANTS: dict[str, tuple[str, Edit]] = {
     "planned": ("the planned recipe", _settings()),
     "planned_seed1": ("the planned recipe, seed 1 (the seed noise)", _settings(**{"train.seed": 1})),
     "no_ema": ("without the moving average of weights", _settings(**{"train.ema_decay": None})),
+    "checkpoint_average": ("checkpoint averaging (the flat average of the last 30 % of steps) instead of EMA",
+                           _settings(**{"train.average_last": 0.3, "train.ema_decay": None})),
     "no_crop": ("without the region-of-interest crop", _preprocess(crop="none")),
     "fp32": ("fp32 instead of the measured precision", _settings(**{"train.precision": "32"})),
     "no_schedule": ("constant learning rate (no warm-up, no decay)", _settings(**{"train.scheduler": "none"})),

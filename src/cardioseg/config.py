@@ -176,6 +176,10 @@ class TrainConfig(_Section):
         None, gt=0, lt=1, description="validate and keep an exponential moving average of the weights whose decay "
         "warms up as (1+n)/(10+n) to this value (0.99 then averages about the last 100 steps), never reaching back "
         "over more than the last 5 % of the run's steps; None trains without one")
+    average_last: float = Field(
+        0.0, ge=0, lt=1, description="checkpoint averaging: validate and keep the flat average of the weights after "
+        "every step of the run's last share (0.3: the last 30 %), as stochastic weight averaging does; when set it "
+        "replaces ema_decay's average")
     progressive_resize: float = Field(
         0.0, ge=0, lt=1, description="train the first share of the run (by the schedule's progress) on images at half "
         "their size, about 4x the steps per second, then at full size; 2D networks only")

@@ -1,8 +1,10 @@
-"""Two training ingredients of issue 14, measured in benchmarks/ingredients.py: progressive resizing and deep
-supervision. Here: what each does, on hand-checked tensors and on a short real run."""
+"""Training ingredients of issue 14, measured in benchmarks/ingredients.py: progressive resizing, deep supervision
+and checkpoint averaging. Here: what each does, on hand-checked tensors and on a short real run."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
@@ -12,6 +14,7 @@ from cardioseg.errors import ConfigError
 from cardioseg.models.checkpoint import load_bundle
 from cardioseg.models.factory import build_model
 from cardioseg.plan import IGNORE_LABEL
+from cardioseg.training.callbacks import TailAverage
 from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.module import half_size
 from cardioseg.training.run import train
@@ -62,14 +65,41 @@ def test_deep_supervision_refuses_a_decoder_without_stages() -> None:
         DeepSupervision(model, "fpn", levels=2, in_channels=1, classes=1)
 
 
-def test_a_run_with_both_trains_saves_the_network_alone_and_predicts(camus64: Path, tmp_path: Path) -> None:
-    """Half size for the first half of 8 steps, deep supervision throughout: the saved model is a plain U-Net
-    (no heads) whose masks overlap the reference, so both ingredients train the network they wrap."""
+def test_checkpoint_averaging_follows_the_weights_then_averages_the_last_share_flat() -> None:
+    """A weight set to the step number after each of 10 steps; the last 30 % (steps 7-10, by progress = step / 10)
+    average to 8.5, and before the tail the average is the current weight."""
+
+    class One(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(1))
+
+    module, tail = One(), TailAverage(0.3, total_steps=10, budget_s=None)
+    trainer = SimpleNamespace(global_step=0, callbacks=[], current_epoch=0)
+    tail.setup(trainer, module, "fit")
+    averaged = next(tail._average_model.module.parameters()).detach()
+    for step in range(1, 11):
+        with torch.no_grad():
+            module.weight.fill_(step)
+        trainer.global_step = step
+        tail.on_train_batch_end(trainer, module, None, None, step - 1)
+        if step == 5:
+            assert float(averaged) == 5.0 and tail.tail_steps == 0
+    assert tail.tail_steps == 4 and float(averaged) == pytest.approx((7 + 8 + 9 + 10) / 4)
+    resumed = TailAverage(0.3, total_steps=10, budget_s=None)
+    resumed.load_state_dict(tail.state_dict())
+    assert resumed.tail_steps == 4
+
+
+def test_a_run_with_all_three_trains_saves_the_network_alone_and_predicts(camus64: Path, tmp_path: Path) -> None:
+    """Half size for the first half of 8 steps, deep supervision throughout, the last half's weights averaged: the
+    saved model is a plain U-Net (no heads) whose masks overlap the reference, so the ingredients train the network
+    they wrap."""
     cfg = load_config(overrides={
         "data.prepared": camus64, "train.run_dir": tmp_path / "run", "model.arch": "unet",
         "model.encoder": "resnet18", "train.epochs": 2, "train.batch_size": 8, "train.batches_per_epoch": 4,
         "train.num_workers": 0, "train.progressive_resize": 0.5, "train.deep_supervision": 2, "train.lr": 3e-3,
-        "train.recalibrate_bn_batches": 4,
+        "train.recalibrate_bn_batches": 4, "train.average_last": 0.5,
     })
     result = train(cfg, progress=False)
     assert result.steps == 8

@@ -97,6 +97,39 @@ class WarmEMA(WeightAveraging):
         super().__init__(use_buffers=True, avg_fn=average)
 
 
+class TailAverage(WeightAveraging):
+    """Checkpoint averaging: the flat average of the weights (BatchNorm statistics included) after every step of
+    the run's last ``share``, validated and saved in place of the raw weights, as stochastic weight averaging
+    averages the end of a run. Before that share the average simply follows the weights, so early validations
+    score the model as it is.
+
+    Where ``WarmEMA`` weighs recent steps more, this weighs each step of the tail alike; the run's progress is the
+    schedule's (``training_progress``), so a time budget places the tail too."""
+
+    def __init__(self, share: float, total_steps: int, budget_s: float | None) -> None:
+        self.share, self.total_steps, self.budget_s = share, total_steps, budget_s
+        self.tail_steps = 0  # steps averaged so far; saved with the callback's state, so a resume continues
+
+        def average(averaged: torch.Tensor, current: torch.Tensor, _count: torch.Tensor) -> torch.Tensor:
+            weight = (self.tail_steps - 1) / self.tail_steps if self.tail_steps else 0.0
+            return averaged * weight + current * (1 - weight)
+
+        super().__init__(use_buffers=True, avg_fn=average)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if training_progress(trainer, self.total_steps, self.budget_s) >= 1 - self.share:
+            self.tail_steps += 1
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "tail_steps": self.tail_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.tail_steps = int(state_dict.get("tail_steps", 0))
+
+
 class _KeepingWriter(ExperimentWriter):
     """Lightning's CSV writer deletes metrics.csv when it starts; on resume this one keeps the rows up
     to the checkpoint's step (later ones are trained again and logged anew) and appends."""

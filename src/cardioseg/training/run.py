@@ -37,6 +37,7 @@ from cardioseg.training.callbacks import (
     PatienceFromNow,
     ProgressiveResize,
     ResumingCSVLogger,
+    TailAverage,
     WarmEMA,
     WarmupCosine,
 )
@@ -255,8 +256,10 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
         callbacks.append(ProgressiveResize(tc.progressive_resize, tc.epochs * steps_per_epoch, budget_s))
     if tc.early_stopping_patience:
         callbacks.append(PatienceFromNow(tc.monitor, mode=mode, patience=tc.early_stopping_patience))
-    if tc.ema_decay:
-        # validates, and saves into every checkpoint, the averaged weights (Lightning swaps them in)
+    # a weight average is validated, and saved into every checkpoint, in place of the weights (Lightning swaps it in)
+    if tc.average_last:
+        callbacks.append(TailAverage(tc.average_last, tc.epochs * steps_per_epoch, budget_s))
+    elif tc.ema_decay:
         callbacks.append(WarmEMA(tc.ema_decay, tc.epochs * steps_per_epoch))
     if tc.epoch_images:
         callbacks.append(_epoch_images(prepared, tc.epoch_images, files, cfg.model.context_slices))
