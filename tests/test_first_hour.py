@@ -44,7 +44,10 @@ def test_first_hour_from_init_to_report(camus224: Path, tmp_path: Path) -> None:
     # planned (the starter file leaves the recipe to the planner), cut to 20 epochs; the loss follows the 3 classes
     _run("train", "-c", config, "--epochs", "20", "-q")
     run = RunFiles(project / "runs" / "first")
-    assert load_bundle(run.model).plan.recipe is not None
+    plan = load_bundle(run.model).plan
+    assert plan.recipe is not None
+    # the planned run's last step: post-processing chosen on the validation patients, into the plan
+    assert plan.postprocess is not None and run.postprocess_choice.is_file()
     trained = run.model.read_bytes()
     again = _run("train", "-c", config, "--epochs", "20", "-q")  # the same command, typed again
     assert "is a finished run" in " ".join(again.split()) and run.model.read_bytes() == trained

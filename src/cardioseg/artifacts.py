@@ -103,6 +103,8 @@ class RunFiles:
     curves = property(lambda self: self.root / "training_curves.png")
     report = property(lambda self: self.root / "report.html")
     evaluation = property(lambda self: self.root / "evaluation")
+    postprocess_choice = property(lambda self: self.root / "postprocess_choice.json")
+    """what each post-processing step scored on the validation split, and which steps the model keeps"""
 
     @staticmethod
     def is_run(path: Path) -> bool:

@@ -221,6 +221,8 @@ def train(
     elif not plan:
         cfg.train.plan = False
     result = run_training(cfg, progress=not quiet)
+    if cfg.train.plan and result.writes_model:
+        _choose_postprocess(result.model_path, cfg.data.prepared, quiet)
     if result.already_finished:
         dice = f", best validation Dice {result.best_val_dice:.4f}" if result.best_val_dice is not None else ""
         console.print(
@@ -233,6 +235,27 @@ def train(
             f"Trained {result.arch} for {result.epochs_run} epoch(s) in {result.train_seconds:.0f}s ({result.precision}); "
             f"best validation Dice {result.best_val_dice:.4f}; model: [bold]{result.model_path}[/]"
         )
+
+
+def _choose_postprocess(model: Path, prepared: Path, quiet: bool) -> None:
+    """A planned run's last step: the post-processing its validation split favours goes into the model's plan
+    (once: a model that has one keeps it)."""
+    from cardioseg.artifacts import load_plan
+    from cardioseg.data.prepared import PreparedDataset
+    from cardioseg.evaluation.postprocess_choice import choose_postprocess, keep_choice
+    from cardioseg.plan import describe_postprocess
+
+    if load_plan(model).postprocess is not None:
+        return
+    choice = choose_postprocess(model, PreparedDataset(prepared))
+    if choice is None:
+        return
+    keep_choice(model, choice)
+    if not quiet:
+        tried = "; ".join(f"{t['step']} {float(t['gain']):+.4f}" + (" (kept)" if t["kept"] else "") for t in choice.trials)
+        console.print(f"Post-processing chosen on {choice.n_cases} {choice.split} case(s): "
+                      f"{describe_postprocess(choice.chosen)} (mean Dice {choice.baseline_dice:.4f} without; {tried})",
+                      soft_wrap=True)
 
 
 @app.command()
@@ -391,6 +414,8 @@ def demo(
     console.print(f"{result.n_samples} samples: {result.split_counts}")
     console.rule("2/3 train")
     trained = run_training(cfg, progress=not quiet)
+    if cfg.train.plan and trained.writes_model:
+        _choose_postprocess(trained.model_path, cfg.data.prepared, quiet)
     dice = f"{trained.best_val_dice:.4f}" if trained.best_val_dice is not None else "n/a"
     done = "already trained: " if trained.already_finished else ""
     console.print(f"{done}{trained.epochs_run} epoch(s) in {trained.train_seconds:.0f}s ({trained.precision}), "

@@ -9,7 +9,8 @@ a setting the plan holds.
 Version history: v1 is the first plan; v2 adds the optional training ``recipe`` that `cardioseg plan make`
 chooses from the data and a time budget (v1 plans read as v2 plans without one); v3 adds ``context_slices``, the
 neighbouring planes a 2.5D model sees as extra channels, and ``spatial_dims``/``window_planes`` for 3D networks
-that see a block of planes at once (older plans read as 2D models of single planes). Checkpoints written before
+that see a block of planes at once (older plans read as 2D models of single planes); v4 adds ``postprocess``, the
+post-processing chosen on the validation split after training (older plans have none). Checkpoints written before
 plans existed (header v1:
 loose ``preprocess``, ``orientation_fix``, ``labels``, ``class_names`` and ``extra.slice_axis``)
 are converted by ``plan_from_legacy_header``.
@@ -22,11 +23,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cardioseg.anatomy import ROLE_NAMES, Role
-from cardioseg.config import PreprocessConfig
+from cardioseg.config import PostprocessConfig, PreprocessConfig
 from cardioseg.errors import ConfigError
 
 PLAN_FORMAT = "cardioseg-plan"
-PLAN_VERSION = 3
+PLAN_VERSION = 4
 
 IGNORE_LABEL = 255
 """Label value of pixels whose class is not known: background or a class not drawn on that image."""
@@ -104,6 +105,9 @@ class Plan(BaseModel):
         "mm_if_all_known", description="distances in mm when every case has a spacing, else all in pixels"
     )
     recipe: Recipe | None = Field(None, description="how the model was trained, when a planner chose it")
+    postprocess: PostprocessConfig | None = Field(
+        None, description="the post-processing chosen on the validation split after training (each step kept only "
+        "where it raised the mean Dice); predict and evaluate apply it under the settings given explicitly")
 
     @model_validator(mode="after")
     def _check_classes(self) -> Plan:
@@ -184,10 +188,21 @@ class Plan(BaseModel):
             ("output", f"{self.out_channels} channel(s), {'sigmoid' if self.binary else 'softmax'}"),
             ("distances", "mm when every case has a spacing, else pixels" if self.spacing_policy == "mm_if_all_known"
              else "pixels"),
+            *([] if self.postprocess is None else [("post-processing", describe_postprocess(self.postprocess)
+                                                    + " (chosen on the validation split)")]),
             *([] if self.recipe is None else [("recipe", f"planned for {self.recipe.budget_s:g} s on "
                                                          f"{self.recipe.machine or 'an unnamed CPU'}")]
               + [(key, f"{value}  ({why})" if why else value) for key, value, why in self.recipe.rows()]),
         ]
+
+
+def describe_postprocess(post: PostprocessConfig) -> str:
+    """The steps a post-processing configuration applies, in words."""
+    steps = [f"closing radius {post.closing_radius}"] if post.closing_radius else []
+    steps += ["fill holes"] * post.fill_holes + ["largest component"] * post.largest_component
+    if post.min_slice_area or post.max_slice_fill < 1:
+        steps.append("empty-slice suppression")
+    return ", ".join(steps) or "none"
 
 
 def oriented_spacing(spacing: tuple[float, ...] | None, orientation: str) -> tuple[float, ...] | None:

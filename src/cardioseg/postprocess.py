@@ -40,8 +40,9 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure, morphology
 
-from cardioseg.config import PostprocessConfig
+from cardioseg.config import Config, PostprocessConfig
 from cardioseg.errors import DataError
+from cardioseg.plan import Plan
 
 DIFFUSE_MIN_COMPONENTS = 3
 
@@ -198,3 +199,19 @@ def finish_labels(raw: np.ndarray, binary: bool, cfg: PostprocessConfig, slice_a
 def probabilities_to_labels(prob: np.ndarray, cfg: PostprocessConfig, slice_axis: int = 2) -> np.ndarray:
     """Probabilities (C, ...) -> post-processed uint8 label map: what predict writes and evaluate scores."""
     return finish_labels(to_labels(prob, cfg.threshold), prob.shape[0] == 1, cfg, slice_axis)
+
+
+def planned_postprocess(given: PostprocessConfig, plan: Plan) -> PostprocessConfig:
+    """The model's own post-processing (``plan.postprocess``, chosen on its validation split) under the settings
+    given explicitly: a field set in a configuration file or on the command line wins, the others come from the plan."""
+    if plan.postprocess is None:
+        return given
+    return plan.postprocess.model_copy(update={name: getattr(given, name) for name in given.model_fields_set})
+
+
+def with_planned_postprocess(cfg: Config, plan: Plan) -> Config:
+    """``cfg`` with ``predict.postprocess`` and ``evaluate.postprocess`` completed from the model's plan."""
+    return cfg.model_copy(update={
+        "predict": cfg.predict.model_copy(update={"postprocess": planned_postprocess(cfg.predict.postprocess, plan)}),
+        "evaluate": cfg.evaluate.model_copy(update={"postprocess": planned_postprocess(cfg.evaluate.postprocess, plan)}),
+    })

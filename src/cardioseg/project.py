@@ -49,10 +49,9 @@ train:
 
 evaluate:
   split: test
-  postprocess:
-    threshold: 0.5
-    largest_component: true
-    fill_holes: true
+  # postprocess:          # chosen on the validation split by `cardioseg train` (the model's plan); a step set
+  #   largest_component: true   # here wins over the model's choice
+  #   fill_holes: true
 """
 
 README = """\

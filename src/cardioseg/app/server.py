@@ -28,6 +28,7 @@ from cardioseg.app.sessions import SessionStore
 from cardioseg.app.upload import UploadStalled, UploadTooLarge
 from cardioseg.config import Config
 from cardioseg.errors import CardiosegError
+from cardioseg.postprocess import with_planned_postprocess
 
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
@@ -49,6 +50,7 @@ def create_app(model_path: str | Path, cfg: Config | None = None) -> FastAPI:
     root = Path(scratch.name)
     try:
         model = load_model(Path(model_path), cfg, root)
+        cfg = with_planned_postprocess(cfg, model.segmenter.plan)
     except BaseException:
         scratch.cleanup()
         raise

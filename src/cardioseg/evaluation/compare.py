@@ -21,6 +21,7 @@ from cardioseg.errors import ConfigError, DataError
 from cardioseg.evaluation.evaluate import case_probabilities, labelled_case_ids, score_case
 from cardioseg.inference.members import RunOptions, load_member
 from cardioseg.inference.pipeline import Segmenter
+from cardioseg.postprocess import with_planned_postprocess
 from cardioseg.viz.cases import representative_slice
 from cardioseg.viz.samples import plot_case_grid
 
@@ -71,9 +72,10 @@ def compare_models(models: Sequence[Path], data: Path, cfg: Config, out: Path, n
         for index, (model, label) in enumerate(zip(models, labels, strict=True)):
             member = load_member(Path(model), RunOptions(ev.backend, ev.precision, ev.batch_size), Path(scratch), index)
             segmenter = Segmenter([member], tta=ev.tta)
+            own = with_planned_postprocess(cfg, segmenter.plan)  # each model with its own chosen post-processing
             maps[label], dice[label] = {}, {}
             for case, prob in case_probabilities(segmenter, prepared, case_ids, ev.batch_size):
-                scores, post = score_case(prob, prepared.original_label(case), segmenter.plan, cfg, None,
+                scores, post = score_case(prob, prepared.original_label(case), segmenter.plan, own, None,
                                           segmenter.slice_axis, prepared.unannotated(case))
                 maps[label][case] = post
                 dice[label][case] = float(np.nanmean([m["dice"] for m in scores["post"].values()]))

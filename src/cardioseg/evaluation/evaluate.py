@@ -44,7 +44,7 @@ from cardioseg.inference.pipeline import Segmenter
 from cardioseg.inference.predict import default_memory_budget
 from cardioseg.inference.volumes import ArrayVolume
 from cardioseg.plan import Plan
-from cardioseg.postprocess import probabilities_to_labels, to_labels
+from cardioseg.postprocess import probabilities_to_labels, to_labels, with_planned_postprocess
 from cardioseg.viz.cases import plot_best_median_worst
 from cardioseg.viz.every_case import write_every_case
 
@@ -152,6 +152,8 @@ def evaluate_model(models: Path | Sequence[Path], data: Path, cfg: Config, progr
         options = RunOptions(ev.backend, ev.precision, ev.batch_size)
         members = [load_member(m, options, Path(scratch), i) for i, m in enumerate(models)]
         segmenter = Segmenter(members, tta=ev.tta)
+        cfg = with_planned_postprocess(cfg, segmenter.plan)
+        ev = cfg.evaluate
         prepared = open_for_plan(Path(data), segmenter.plan, cfg, files, progress)
         split = None if ev.split == "all" else ev.split
         if len(prepared.indices(split)) == 0:

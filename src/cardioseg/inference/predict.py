@@ -34,6 +34,7 @@ from cardioseg.inference.members import RunOptions, load_member, model_plan
 from cardioseg.inference.outputs import OutputWriter, check_output_format
 from cardioseg.inference.overlap import Overlap
 from cardioseg.inference.pipeline import Segmenter
+from cardioseg.postprocess import with_planned_postprocess
 
 DEFAULT_MEMORY_BUDGET = 2 << 30
 SAMPLE_IMAGES = 16
@@ -100,6 +101,7 @@ def predict_files(
                                   Path(scratch))
         members = [load_member(Path(m), options, Path(scratch), i) for i, m in enumerate(models)]
         segmenter = Segmenter(members, tta=cfg.predict.tta)
+        cfg = with_planned_postprocess(cfg, segmenter.plan)
         writer = OutputWriter(out_dir, cfg.predict, segmenter, visible_masks)
         bad: list[tuple[str, str]] = []
 

@@ -56,6 +56,8 @@ class TrainResult:
     steps: int = 0
     already_finished: bool = False
     arch: str = ""
+    writes_model: bool = True
+    """False in the other processes of a distributed run: only the first one writes (and may change) the model"""
 
 
 def training_config(cfg: Config, prepared: PreparedDataset) -> Config:
@@ -293,7 +295,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
     trainer.save_checkpoint(last)  # the finished state, which `--more-epochs` continues from
     if not trainer.is_global_zero:
         return TrainResult(run_dir, files.model, None, trainer.current_epoch, elapsed, precision,
-                           trainer.global_step)
+                           trainer.global_step, writes_model=False)
 
     best_path = files.best_checkpoint
     best_score = _best_val_dice(files, tc.monitor, callbacks[0].best_model_score)
