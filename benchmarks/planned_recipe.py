@@ -35,6 +35,7 @@ from cardioseg.config import ModelConfig, load_config, parse_duration
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.evaluation.evaluate import evaluate_model
+from cardioseg.evaluation.postprocess_choice import choose_once
 from cardioseg.models.checkpoint import ModelBundle, save_bundle
 from cardioseg.models.factory import build_model
 from cardioseg.runtime import cpu_supports_bf16
@@ -141,6 +142,8 @@ def main() -> None:
                                          "train.time_budget": args.budget, "train.plan": variant != "old"})
             trained = train(cfg, progress=False)
             model = trained.model_path
+            if cfg.train.plan:  # as `cardioseg train` ends a planned run
+                choose_once(model, repaired)
             log = pd.read_csv(run_dir / "logs" / "metrics.csv")
             curve = log[["train_seconds", "val_dice"]].dropna().round(4).to_dict("records")
             used = load_config(run_dir / "config.yaml")

@@ -238,20 +238,12 @@ def train(
 
 
 def _choose_postprocess(model: Path, prepared: Path, quiet: bool) -> None:
-    """A planned run's last step: the post-processing its validation split favours goes into the model's plan
-    (once: a model that has one keeps it)."""
-    from cardioseg.artifacts import load_plan
-    from cardioseg.data.prepared import PreparedDataset
-    from cardioseg.evaluation.postprocess_choice import choose_postprocess, keep_choice
+    """A planned run's last step: the post-processing its validation split favours goes into the model's plan."""
+    from cardioseg.evaluation.postprocess_choice import choose_once
     from cardioseg.plan import describe_postprocess
 
-    if load_plan(model).postprocess is not None:
-        return
-    choice = choose_postprocess(model, PreparedDataset(prepared))
-    if choice is None:
-        return
-    keep_choice(model, choice)
-    if not quiet:
+    choice = choose_once(model, prepared)
+    if choice is not None and not quiet:
         tried = "; ".join(f"{t['step']} {float(t['gain']):+.4f}" + (" (kept)" if t["kept"] else "") for t in choice.trials)
         console.print(f"Post-processing chosen on {choice.n_cases} {choice.split} case(s): "
                       f"{describe_postprocess(choice.chosen)} (mean Dice {choice.baseline_dice:.4f} without; {tried})",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cardioseg.artifacts import RunFiles
+from cardioseg.artifacts import RunFiles, load_plan
 from cardioseg.config import PostprocessConfig
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import DataError
@@ -109,3 +109,14 @@ def keep_choice(model: Path, choice: PostprocessChoice) -> None:
         "split": choice.split, "n_cases": choice.n_cases, "dice_without": choice.baseline_dice,
         "trials": list(choice.trials), "chosen": choice.chosen.model_dump(),
         "chosen_steps": describe_postprocess(choice.chosen)})
+
+
+def choose_once(model: Path, prepared: Path) -> PostprocessChoice | None:
+    """A planned run's last step (`cardioseg train`): choose on ``prepared``'s validation split and keep the choice,
+    unless the model has one already (a finished run asked again) or there is nothing to choose on (None)."""
+    if load_plan(model).postprocess is not None:
+        return None
+    choice = choose_postprocess(model, PreparedDataset(prepared))
+    if choice is not None:
+        keep_choice(model, choice)
+    return choice
