@@ -85,3 +85,20 @@ def test_a_trained_model_keeps_its_choice_and_evaluate_applies_it(trained_run, c
         "evaluate.split": "val", "evaluate.backend": "torch", "evaluate.out_dir": tmp_path / "eval_given",
         "evaluate.postprocess.largest_component": False, "evaluate.postprocess.fill_holes": False}), progress=False)
     assert overridden.summary["postprocess"] == PostprocessConfig().model_dump()
+
+
+def test_rewriting_the_plan_keeps_half_precision_weights_half(tmp_path: Path) -> None:
+    """A shipped model stores float16 weights; a new plan must not double its file by writing float32."""
+    from safetensors import safe_open
+
+    from cardioseg.models.checkpoint import with_plan
+    from cardioseg.models.zoo import resolve_model
+
+    model = tmp_path / "model.safetensors"
+    shutil.copy(resolve_model("echo-lv"), model)
+    size = model.stat().st_size
+    with_plan(model, load_plan(model).model_copy(update={"postprocess": PostprocessConfig(largest_component=True)}))
+    assert load_plan(model).postprocess == PostprocessConfig(largest_component=True)
+    assert abs(model.stat().st_size - size) < 0.01 * size
+    with safe_open(str(model), framework="pt") as stored:
+        assert {stored.get_slice(k).get_dtype() for k in stored.keys()} >= {"F16"}

@@ -25,7 +25,7 @@ from cardioseg.evaluation.metrics import overlap_metrics
 from cardioseg.fileio import write_json
 from cardioseg.inference.members import RunOptions, load_member
 from cardioseg.inference.pipeline import Segmenter
-from cardioseg.models.checkpoint import load_bundle, save_bundle
+from cardioseg.models.checkpoint import with_plan
 from cardioseg.plan import describe_postprocess
 from cardioseg.postprocess import finish_labels, to_labels
 
@@ -102,9 +102,7 @@ def best_chain(raw: dict[str, np.ndarray], refs: dict[str, np.ndarray], classes:
 
 def keep_choice(model: Path, choice: PostprocessChoice) -> None:
     """Write the choice into the model's plan and, beside the model, what each step scored (both atomically)."""
-    bundle = load_bundle(model)
-    bundle.plan = bundle.plan.model_copy(update={"postprocess": choice.chosen})
-    save_bundle(bundle, model)
+    with_plan(model, load_plan(model).model_copy(update={"postprocess": choice.chosen}))
     write_json(RunFiles(Path(model).parent).postprocess_choice, {
         "split": choice.split, "n_cases": choice.n_cases, "dice_without": choice.baseline_dice,
         "trials": list(choice.trials), "chosen": choice.chosen.model_dump(),

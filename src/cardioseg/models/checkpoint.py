@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -74,6 +74,15 @@ def save_bundle(bundle: ModelBundle, path: str | Path, half: bool = False) -> Pa
              for prefix, model in parts for k, v in model.state_dict().items()}
     metadata = {HEADER_KEY: json.dumps(bundle.header())}
     return write_with(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+
+
+def with_plan(path: str | Path, plan: Plan) -> Path:
+    """Rewrite a model file with another plan (atomically), its weights stored as they were (float16 stays)."""
+    bundle = load_bundle(path)
+    bundle.plan = plan
+    with safe_open(str(path), framework="pt") as stored:
+        half = any(stored.get_slice(key).get_dtype() == "F16" for key in stored.keys())
+    return save_bundle(bundle, path, half=half)
 
 
 def load_bundle(path: str | Path) -> ModelBundle:
