@@ -74,10 +74,9 @@ def choose_postprocess(model: Path, prepared: PreparedDataset, split: str = "val
         foreground = plan.foreground[0].id if plan.binary else None
         raw = {case: to_labels(prob, threshold) for case, prob in case_probabilities(segmenter, prepared, case_ids, 16)}
     refs = {case: prepared.original_label(case) for case in case_ids}
-    if foreground is not None:
-        refs = {case: (ref == foreground).astype(np.uint8) for case, ref in refs.items()}
     classes = {case: [c for c in plan.class_names if c not in prepared.unannotated(case)] for case in case_ids}
     if foreground is not None:
+        refs = {case: (ref == foreground).astype(np.uint8) for case, ref in refs.items()}
         classes = {case: [1] if ids else [] for case, ids in classes.items()}
     chosen, baseline, trials = best_chain(raw, refs, classes, plan.binary, axis, threshold)
     return PostprocessChoice(chosen, baseline, trials, len(case_ids), split)
