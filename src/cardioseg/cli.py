@@ -235,6 +235,8 @@ def train(
             f"Trained {result.arch} for {result.epochs_run} epoch(s) in {result.train_seconds:.0f}s ({result.precision}); "
             f"best validation Dice {result.best_val_dice:.4f}; model: [bold]{result.model_path}[/]"
         )
+    if result.skipped_steps:
+        console.print(f"[yellow]{result.skipped_steps} optimiser step(s) skipped: their gradient was not finite[/]")
 
 
 def _choose_postprocess(model: Path, prepared: Path, quiet: bool) -> None:

@@ -26,6 +26,10 @@ class ConfigError(CardiosegError):
     """A configuration value, file or flag is invalid."""
 
 
+class TrainingError(CardiosegError):
+    """Training cannot go on as configured (the weights diverged)."""
+
+
 class CheckpointError(CardiosegError):
     """A checkpoint is missing, corrupt or from an incompatible version."""
 

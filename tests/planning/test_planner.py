@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cardioseg.cli import app
-from cardioseg.config import load_config
+from cardioseg.config import ModelConfig, load_config
 from cardioseg.data.prepare import prepare_dataset
 from cardioseg.data.prepared import PreparedDataset
 from cardioseg.errors import ConfigError
@@ -18,7 +18,8 @@ from cardioseg.models.checkpoint import load_bundle
 from cardioseg.plan import Recipe
 from cardioseg.planning.apply import apply_recipe, explicit_settings, read_recipe
 from cardioseg.planning.fingerprint import fingerprint
-from cardioseg.planning.planner import plan_recipe
+from cardioseg.planning.planner import MIN_3D_PASSES, TRAIN_SHARE, plan_recipe
+from cardioseg.planning.speed import fastest
 from cardioseg.training.run import train
 
 BUDGET_S = 90.0
@@ -169,6 +170,28 @@ def test_a_given_3d_network_is_planned_in_windows_of_planes(msd_prepared: Path) 
     assert "model.context_slices" not in recipe.settings  # a 3D network sees its neighbours already
     assert recipe.settings["train.batch_size"] == 2 and "windows of 32 planes" in recipe.reasons["train.batch_size"]
     assert recipe.settings["train.augment.preset"] == "none"
+
+
+def test_volumes_get_a_3d_network_only_when_the_budget_shows_it_the_planes_often_enough(msd_prepared: Path) -> None:
+    """The 3D U-Net's speed is measured once here (then cached): at 90 s it would see the training planes far
+    fewer than MIN_3D_PASSES times, so 2.5D, with the passes worked out in the reason; a budget just long enough
+    for MIN_3D_PASSES at that same speed gets the 3D network; a given 2.5D setting is kept at any budget."""
+    prepared = PreparedDataset(msd_prepared)
+    fixed = {"preprocess.size": (64, 64)}
+    short = plan_recipe(prepared, BUDGET_S, fixed)
+    assert short.settings["model.arch"] == "unet" and short.settings["model.context_slices"] == 1
+    probe = ModelConfig(arch="unet3d", encoder=None, in_channels=prepared.plan.in_channels,
+                        classes=prepared.plan.out_channels)
+    speed, _ = fastest(probe, (64, 64), 2)  # the figure the plan measured, from the cache
+    planes = fingerprint(prepared).n_train_planes
+    passes = speed.images_per_s * BUDGET_S * TRAIN_SHARE / planes
+    assert passes < MIN_3D_PASSES
+    assert f"{passes:.0f} passes over the {planes} training planes" in short.reasons["model.arch"]
+    enough = 1.01 * MIN_3D_PASSES * planes / (speed.images_per_s * TRAIN_SHARE)
+    longer = plan_recipe(prepared, enough, fixed)
+    assert longer.settings["model.arch"] == "unet3d" and "model.context_slices" not in longer.settings
+    assert "overtake 2.5D" in longer.reasons["model.arch"] and longer.settings["train.batch_size"] == 2
+    assert plan_recipe(prepared, enough, {**fixed, "model.context_slices": 1}).settings["model.arch"] == "unet"
 
 
 def test_the_network_starts_from_the_packaged_imagenet_weights_unless_told_otherwise(

@@ -37,7 +37,7 @@ def _cut_down(cfg: Config, source: Path, tmp_path: Path) -> Config:
         "data": cfg.data.model_copy(update={"source": source, "prepared": tmp_path / "prepared"}),
         "preprocess": cfg.preprocess.model_copy(update={"size": (size, size),
                                                         "crop_pixels": 48 if cfg.preprocess.crop_pixels else None}),
-        "train": cfg.train.model_copy(update={"epochs": 1, "batch_size": 8, "num_workers": 0}),
+        "train": cfg.train.model_copy(update={"epochs": 1, "batch_size": 8, "batches_per_epoch": 3, "num_workers": 0}),
         "sweep": s.model_copy(update={
             "out_dir": tmp_path / "sweep", "architectures": s.architectures[:1], "encoders": s.encoders[:1],
             "augmentations": s.augmentations[:1], "seeds": s.seeds[:1],

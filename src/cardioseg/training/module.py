@@ -11,11 +11,15 @@ from lightning.pytorch.callbacks import Timer
 from torch import nn
 
 from cardioseg.config import ModelConfig, TrainConfig
+from cardioseg.errors import TrainingError
 from cardioseg.models.registry import is_volumetric
 from cardioseg.plan import IGNORE_LABEL
 from cardioseg.training.batchnorm import recalibrate_batchnorm
 from cardioseg.training.deep_supervision import DeepSupervision
 from cardioseg.training.losses import build_loss
+
+MAX_NONFINITE_STEPS = 20
+"""optimiser steps in a row with a non-finite gradient before training stops with an error"""
 
 
 def batch_dice(logits: torch.Tensor, target: torch.Tensor, binary: bool) -> torch.Tensor:
@@ -65,6 +69,8 @@ class SegmentationModule(L.LightningModule):
                                                 model_cfg.in_channels, model_cfg.classes) \
             if train_cfg.deep_supervision else None
         self.at_half_size = False  # set by callbacks.ProgressiveResize early in the run
+        self.skipped_steps = 0  # optimiser steps skipped for a non-finite gradient, in all and in a row
+        self._skipped_in_a_row = 0
 
     def setup(self, stage: str) -> None:
         self.model.to(memory_format=self.memory_format)
@@ -80,8 +86,29 @@ class SegmentationModule(L.LightningModule):
         logits = self(images).float()
         loss = self.loss(logits, target) if self.deep_supervision is None else \
             self.deep_supervision.loss(self.loss, logits, target)
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
+        if torch.isfinite(loss):  # a non-finite step is skipped (on_before_optimizer_step) and kept out of the mean
+            self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(images))
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip a step whose gradient is not finite, as a gradient scaler does: its loss or gradient overflowed
+        (a rare bf16 step), and one such update would turn every weight, and the rest of the run, into NaN.
+        The gradients are already reduced across processes here, so every process skips the same step."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if all(torch.isfinite(g).all() for g in grads):
+            self._skipped_in_a_row = 0
+            return
+        optimizer.zero_grad(set_to_none=True)  # the optimiser leaves parameters without a gradient untouched
+        self.skipped_steps += 1
+        self._skipped_in_a_row += 1
+        if self._skipped_in_a_row >= MAX_NONFINITE_STEPS:
+            raise TrainingError(
+                f"the gradient was not finite for {MAX_NONFINITE_STEPS} optimiser steps in a row (up to step "
+                f"{self.global_step}): training has diverged. Try a lower train.lr, or train.precision=32 if it "
+                "runs in bf16")
+
+    def on_train_epoch_end(self) -> None:
+        self.log("skipped_steps", float(self.skipped_steps), sync_dist=False)
 
     def on_validation_epoch_start(self) -> None:
         if self._recent_inputs:

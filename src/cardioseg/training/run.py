@@ -58,6 +58,8 @@ class TrainResult:
     arch: str = ""
     writes_model: bool = True
     """False in the other processes of a distributed run: only the first one writes (and may change) the model"""
+    skipped_steps: int = 0
+    """optimiser steps skipped because their gradient was not finite"""
 
 
 def training_config(cfg: Config, prepared: PreparedDataset) -> Config:
@@ -318,7 +320,7 @@ def _train(cfg: Config, files: RunFiles, progress: bool) -> TrainResult:
 
     plot_training_curves(files.metrics, files.curves)
     return TrainResult(run_dir, model_path, best_score, trainer.current_epoch, elapsed, precision, trainer.global_step,
-                       arch=cfg.model.arch)
+                       arch=cfg.model.arch, skipped_steps=module.skipped_steps)
 
 
 def _first_stage(path: Path | None, prepared: PreparedDataset) -> ModelBundle | None:
