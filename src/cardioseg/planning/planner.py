@@ -129,7 +129,7 @@ def _network(fixed: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _volume_network(prepared: PreparedDataset, fp: Fingerprint, train_s: float, native_shape: tuple[int, int],
-                    share: tuple[float, float], fixed: Mapping[str, Any]) -> tuple[bool, str]:
+                    share: tuple[float, float], window: int, fixed: Mapping[str, Any]) -> tuple[bool, str]:
     """Whether the budget lets a 3D network see the training planes ``MIN_3D_PASSES`` times, and why.
 
     A 3D network trains several times slower per plane than a 2D one; short of those passes, 2.5D input gives
@@ -140,7 +140,6 @@ def _volume_network(prepared: PreparedDataset, fp: Fingerprint, train_s: float, 
     else:
         candidates = _candidate_sizes(round(max(native_shape[0] * share[0], native_shape[1] * share[1])))
         probe, target = (candidates[0],) * 2, (min(REFERENCE_SIZE, candidates[-1]),) * 2
-    window = int(fixed.get("model.window_planes") or ModelConfig().window_planes)
     cfg = ModelConfig(arch=VOLUME_NETWORK, encoder=None, in_channels=prepared.plan.in_channels,
                       classes=prepared.plan.out_channels, window_planes=window)
     speed, _ = fastest(cfg, probe, 2)  # type: ignore[arg-type]
@@ -203,8 +202,10 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
 
     network, network_why = _network(fixed)
     reasons.update(network_why)
-    if fp.is_3d and not {"model.arch", "model.encoder", "model.context_slices"} & set(fixed) and _context(fp)[0]:
-        three_d, why_3d = _volume_network(prepared, fp, budget_s * TRAIN_SHARE, native_shape, share, fixed)
+    window = int(fixed.get("model.window_planes") or ModelConfig().window_planes)
+    context = (int(fixed["model.context_slices"]), "given") if "model.context_slices" in fixed else _context(fp)
+    if fp.is_3d and not {"model.arch", "model.encoder", "model.context_slices"} & set(fixed) and context[0]:
+        three_d, why_3d = _volume_network(prepared, fp, budget_s * TRAIN_SHARE, native_shape, share, window, fixed)
         if three_d:
             network = {"model.arch": VOLUME_NETWORK, "model.encoder": None}
             reasons["model.arch"] = why_3d
@@ -213,11 +214,7 @@ def plan_recipe(prepared: PreparedDataset, budget_s: float, fixed: Mapping[str, 
             reasons["model.arch"] += f". Not a 3D network: {why_3d}"
     volumetric = is_volumetric(network["model.arch"])
     if fp.is_3d and not volumetric:
-        context, why = (int(fixed["model.context_slices"]), "given") if "model.context_slices" in fixed else \
-            _context(fp)
-        network["model.context_slices"] = context
-        reasons["model.context_slices"] = why
-    window = int(fixed.get("model.window_planes") or ModelConfig().window_planes)
+        network["model.context_slices"], reasons["model.context_slices"] = context
     model_cfg = ModelConfig(arch=network["model.arch"], encoder=network["model.encoder"],
                             encoder_weights=fixed.get("model.encoder_weights"),
                             in_channels=prepared.plan.in_channels * (2 * network.get("model.context_slices", 0) + 1),

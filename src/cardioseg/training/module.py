@@ -95,7 +95,7 @@ class SegmentationModule(L.LightningModule):
         (a rare bf16 step), and one such update would turn every weight, and the rest of the run, into NaN.
         The gradients are already reduced across processes here, so every process skips the same step."""
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if all(torch.isfinite(g).all() for g in grads):
+        if not grads or torch.isfinite(nn.utils.get_total_norm(grads)):  # one fused pass, one sync
             self._skipped_in_a_row = 0
             return
         optimizer.zero_grad(set_to_none=True)  # the optimiser leaves parameters without a gradient untouched
